@@ -1,0 +1,1 @@
+"""AnnData and SpatialData to arrays: images, patches, hand-made features, expression, gene vocabulary."""

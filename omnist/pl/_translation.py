@@ -1,0 +1,103 @@
+"""Measured against predicted expression on the tissue image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import scanpy as sc
+from anndata import AnnData
+from matplotlib.figure import Figure
+
+from omnist.data.expression import log1p_cp10k
+from omnist.data.spatial import get_library_id
+
+
+def translation(
+    adata: AnnData,
+    key: str,
+    genes: Sequence[str] | None = None,
+    *,
+    n_genes: int = 4,
+    library_id: str | None = None,
+    img_key: str | None = "hires",
+    crop_coord: tuple[int, int, int, int] | None = None,
+    size: float = 1.0,
+    cmap: str = "viridis",
+    layer: str | None = None,
+    show: bool | None = None,
+    save: str | Path | None = None,
+) -> Figure | None:
+    """Draw measured and predicted expression side by side on the tissue, with Pearson r in each title.
+
+    Parameters
+    ----------
+    adata
+        Spots with measured counts and predictions in ``obsm[key]`` from :func:`omnist.tl.translate`.
+    key
+        ``obsm`` key of the predictions (a DataFrame with gene-symbol columns).
+    genes
+        Genes to draw. Defaults to the ``n_genes`` predicted genes with the highest Pearson r.
+    n_genes
+        Number of genes when ``genes`` is None.
+    library_id, img_key, crop_coord, size, cmap
+        Passed to :func:`scanpy.pl.spatial`; ``img_key=None`` draws the spots without the image.
+    layer
+        Layer with raw counts instead of ``X``.
+    show
+        Show the figure; when False the figure is returned.
+    save
+        File to write the figure to.
+
+    Returns
+    -------
+    The figure when ``show=False``, else None. ``adata`` is not modified.
+    """
+    if key not in adata.obsm or not isinstance(adata.obsm[key], pd.DataFrame):
+        raise KeyError(f"adata.obsm[{key!r}] is missing or not a DataFrame: run omnist.tl.translate first.")
+    predicted = adata.obsm[key]
+    measured_genes = [gene for gene in predicted.columns if gene in adata.var_names]
+    if not measured_genes:
+        raise ValueError(f"None of the predicted genes in obsm[{key!r}] is measured in adata.var_names.")
+    measured = pd.DataFrame(log1p_cp10k(adata, measured_genes, layer), index=adata.obs_names, columns=measured_genes)
+    r = measured.corrwith(predicted[measured_genes]).fillna(0.0)
+    if genes is None:
+        genes = list(r.sort_values(ascending=False).index[:n_genes])
+    missing = [gene for gene in genes if gene not in measured_genes]
+    if missing:
+        raise KeyError(f"Genes {missing} are not both predicted in obsm[{key!r}] and measured in adata.")
+
+    plot_obs = pd.DataFrame(index=adata.obs_names)
+    titles = []
+    for gene in genes:
+        plot_obs[f"measured {gene}"] = measured[gene].to_numpy()
+        plot_obs[f"predicted {gene}"] = predicted[gene].to_numpy(dtype=np.float64)
+        titles += [f"{gene} measured", f"{gene} predicted (r = {r[gene]:.2f})"]
+    library_id = get_library_id(adata, library_id) if "spatial" in adata.uns else None
+    view = AnnData(obs=plot_obs, obsm={"spatial": np.asarray(adata.obsm["spatial"])}, uns={})
+    if library_id is not None:
+        view.uns["spatial"] = {library_id: adata.uns["spatial"][library_id]}
+
+    sc.pl.spatial(
+        view,
+        color=list(plot_obs.columns),
+        title=titles,
+        library_id=library_id,
+        img_key=img_key if library_id is not None else None,
+        crop_coord=crop_coord,
+        size=size,
+        cmap=cmap,
+        ncols=2,
+        show=False,
+        spot_size=None if library_id is not None else 1.0,
+    )
+    figure = plt.gcf()
+    if save is not None:
+        figure.savefig(save, dpi=150, bbox_inches="tight")
+    if show is None or show:
+        plt.show()
+        return None
+    return figure

@@ -1,0 +1,34 @@
+"""Task registry: instruction templates mapped to input and output modalities."""
+
+from omnist.tasks import _builtin  # noqa: F401  (registers the built-in tasks)
+from omnist.tasks._registry import (
+    MIN_SIMILARITY,
+    ResolvedInstruction,
+    get,
+    list_tasks,
+    parse_genes,
+    parse_query,
+    register,
+    resolve,
+    restore,
+    snapshot,
+    unregister,
+)
+from omnist.tasks._spec import MODALITIES, OUTPUTS, TaskSpec
+
+__all__ = [
+    "MIN_SIMILARITY",
+    "MODALITIES",
+    "OUTPUTS",
+    "ResolvedInstruction",
+    "TaskSpec",
+    "get",
+    "list_tasks",
+    "parse_genes",
+    "parse_query",
+    "register",
+    "resolve",
+    "restore",
+    "snapshot",
+    "unregister",
+]
