@@ -19,12 +19,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="omnist", description="Instruction-driven multimodal models for spatial transcriptomics."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
 
     bench = commands.add_parser("bench", help="run a benchmark on real data")
     tasks = bench.add_subparsers(dest="task", required=True)
-    image = tasks.add_parser("image-to-expression", help="leave-one-section-out H&E → expression on her2st")
+    image = tasks.add_parser(
+        "image-to-expression", parents=[common], help="leave-one-section-out H&E → expression on her2st"
+    )
     image.add_argument(
         "--data-dir", default=_default_her2st(), help="folder of a her2st clone (default: $OMNIST_DATA_DIR/her2st)"
     )
@@ -34,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     image.add_argument("--genes", type=int, default=250, help="number of top-expressed genes (default: %(default)s)")
     image.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
-    demo = commands.add_parser("demo", help="train on her2st C2–C5, translate C6, save a figure")
+    demo = commands.add_parser("demo", parents=[common], help="train on her2st C2–C5, translate C6, save a figure")
     demo.add_argument(
         "--data-dir", default=_default_her2st(), help="folder of a her2st clone (default: $OMNIST_DATA_DIR/her2st)"
     )

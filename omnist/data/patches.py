@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+from anndata import AnnData
 from PIL import Image
 from tqdm.auto import tqdm
 
 from omnist.data.image import ImageSource, to_uint8_rgb
+from omnist.data.spatial import get_library_id, image_source, microns_per_pixel, spot_diameter_um
+
+logger = logging.getLogger(__name__)
+
+# Default window: the spot plus a margin of a quarter spot diameter on each side.
+DEFAULT_WINDOW_SPOT_DIAMETERS = 1.5
+DEFAULT_OUT_PX = 64
 
 # Padding outside the image: white, the colour of glass and background in bright-field H&E.
 PAD_VALUE = 255
@@ -57,3 +67,62 @@ def read_patches(
             crop = np.asarray(Image.fromarray(crop).resize((out_px, out_px), resample))
         out[index] = crop
     return out
+
+
+def spot_patches(
+    adata: AnnData,
+    *,
+    size_um: float | None = None,
+    size_px: float | None = None,
+    out_px: int = DEFAULT_OUT_PX,
+    library_id: str | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, dict]:
+    """Return one patch per spot of ``adata`` and the window parameters, without modifying ``adata``.
+
+    See :func:`omnist.pp.extract_patches` for the parameters and errors.
+    """
+    if size_um is not None and size_px is not None:
+        raise ValueError(f"Pass size_um or size_px, not both (got size_um={size_um}, size_px={size_px}).")
+    if out_px < 8:
+        raise ValueError(f"out_px={out_px} is too small: use at least 8 pixels.")
+    if "spatial" not in adata.obsm:
+        raise KeyError("adata.obsm['spatial'] is missing: patch centres need spot coordinates in pixels.")
+    if adata.n_obs == 0:
+        raise ValueError("adata has no spots.")
+
+    library_id = get_library_id(adata, library_id)
+    source = image_source(adata, library_id)
+    if size_px is None:
+        pixel_um = microns_per_pixel(adata, library_id)
+        if size_um is None:
+            size_um = DEFAULT_WINDOW_SPOT_DIAMETERS * spot_diameter_um(adata, library_id)
+        size_px = size_um / pixel_um
+    else:
+        pixel_um = _pixel_size_or_nan(adata, library_id)
+        size_um = size_px * pixel_um
+    if not size_px > 0:
+        raise ValueError(f"The patch window must be positive (got {size_px} px).")
+
+    centres = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    outside = outside_image(source, centres)
+    if outside.any():
+        names = ", ".join(adata.obs_names[outside][:5])
+        height, width = source.shape
+        raise ValueError(
+            f"{int(outside.sum())} spots lie outside the {width} × {height} px image of library {library_id!r} "
+            f"(e.g. {names}). Check that obsm['spatial'] is in full-resolution pixels, or subset those spots out."
+        )
+
+    logger.info("extracting %d patches of %.0f µm (%.0f px) at %d px", adata.n_obs, size_um, size_px, out_px)
+    patches = read_patches(source, centres, size_px, out_px, progress=progress)
+
+    params = {"size_um": float(size_um), "size_px": float(size_px), "out_px": int(out_px), "library_id": library_id}
+    return patches, params
+
+
+def _pixel_size_or_nan(adata: AnnData, library_id: str) -> float:
+    try:
+        return microns_per_pixel(adata, library_id)
+    except KeyError:
+        return float("nan")

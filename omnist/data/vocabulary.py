@@ -48,6 +48,25 @@ class GeneVocabulary:
             )
         return np.asarray(positions, dtype=np.int64)
 
+    def lookup(self, names, symbols=None) -> tuple[np.ndarray, np.ndarray]:
+        """Return vocabulary positions of the section genes the vocabulary knows, and those genes' names.
+
+        A gene is matched by its name in ``names`` (``var_names``) or, failing that, by its entry in
+        ``symbols`` (e.g. ``var["gene_symbol"]``), case-insensitively.
+        """
+        positions, present = [], []
+        symbols = [None] * len(names) if symbols is None else list(symbols)
+        seen = set()
+        for name, symbol in zip(names, symbols, strict=True):
+            position = self._position.get(name, self._upper.get(str(name).upper(), -1))
+            if position < 0 and isinstance(symbol, str):
+                position = self._position.get(symbol, self._upper.get(symbol.upper(), -1))
+            if position >= 0 and position not in seen:
+                seen.add(position)
+                positions.append(position)
+                present.append(name)
+        return np.asarray(positions, dtype=np.int64), np.asarray(present, dtype=object)
+
     def standardise(self, values: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Return ``(values - mean) / std`` for columns at vocabulary ``positions``."""
         return (values - self.mean[positions]) / self.std[positions]

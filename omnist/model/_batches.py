@@ -1,14 +1,17 @@
-"""Training and inference batches per task: tensors for the adapters and the target for the decoder."""
+"""Training and inference batches: adapter tensors for a set of spots, and the targets of each task kind."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from omnist.model._inputs import ImageInputs
+from omnist.model._inputs import ImageInputs, SpotInputs
 from omnist.tasks import TaskSpec
+
+# Fraction of a spot's measured genes hidden from the expression adapter when the embedding is trained.
+MASK_FRACTION = 0.3
 
 
 def image_tensors(
@@ -46,22 +49,71 @@ def _dihedral(patches: torch.Tensor, turn: int) -> torch.Tensor:
     return torch.flip(rotated, dims=(-1,)) if turn >= 4 else rotated
 
 
+def spot_tensors(
+    inputs: SpotInputs,
+    modalities: tuple[str, ...],
+    indices: np.ndarray,
+    device: torch.device,
+    *,
+    generator: np.random.Generator | None = None,
+    dihedral: int | None = None,
+    expression: np.ndarray | None = None,
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Return the adapter inputs of ``modalities`` for the spots at ``indices``.
+
+    ``expression`` replaces the spots' own expression values (used to hide masked genes).
+    """
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for modality in modalities:
+        if not inputs.has(modality):
+            raise KeyError(f"The spots have no {modality} input.")
+        if modality == "image":
+            out["image"] = image_tensors(inputs.images, indices, device, generator=generator, dihedral=dihedral)
+        elif modality == "expression":
+            values = inputs.expression[indices] if expression is None else expression
+            out["expression"] = {"values": torch.from_numpy(values).to(device)}
+        elif modality == "graph":
+            table = inputs.neighbours[indices]
+            values = inputs.expression[np.maximum(table, 0)]
+            values[table < 0] = np.nan
+            out["graph"] = {
+                "values": torch.from_numpy(values).to(device),
+                "offsets": torch.from_numpy(inputs.offsets[indices]).to(device),
+                "padding": torch.from_numpy(table < 0).to(device),
+            }
+    return out
+
+
 @dataclass
-class ExpressionTaskData:
-    """Spots of one task whose output is expression: image inputs and standardised targets (NaN = unmeasured)."""
+class TaskData:
+    """The training spots of one task with one kind of target.
+
+    ``kind`` is ``"expression"`` (standardised values over the vocabulary, NaN = unmeasured), ``"labels"``
+    (an index into ``candidates``, -1 = unlabelled), ``"proportions"`` (a distribution over
+    ``candidates``) or ``"masked"`` (the spot's own expression, partly hidden from the input).
+    """
 
     task: TaskSpec
     instructions: list[str]
-    images: ImageInputs
+    inputs: SpotInputs
+    kind: str
     targets: np.ndarray
+    rows: np.ndarray
+    candidates: list[str] = field(default_factory=list)
+    target_key: str = ""
 
     def __len__(self) -> int:
-        return len(self.targets)
+        return len(self.rows)
 
-    def inputs(self, indices: np.ndarray, device: torch.device, generator: np.random.Generator | None):
-        """Return the adapter inputs for ``indices``."""
-        return {"image": image_tensors(self.images, indices, device, generator=generator)}
-
-    def target(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
-        """Return the targets for ``indices``."""
-        return torch.from_numpy(self.targets[indices]).to(device)
+    def batch(self, positions: np.ndarray, device: torch.device, generator: np.random.Generator):
+        """Return ``(adapter inputs, target)`` for the training rows at ``positions``."""
+        indices = self.rows[positions]
+        targets = self.targets[positions]
+        override = None
+        if self.kind == "masked":
+            override = self.inputs.expression[indices].copy()
+            hidden = (generator.random(override.shape) < MASK_FRACTION) & np.isfinite(override)
+            targets = np.where(hidden, override, np.nan).astype(np.float32)
+            override[hidden] = np.nan
+        inputs = spot_tensors(self.inputs, self.task.inputs, indices, device, generator=generator, expression=override)
+        return inputs, torch.from_numpy(np.asarray(targets)).to(device)

@@ -10,8 +10,8 @@ from anndata import AnnData
 
 from omnist.data.expression import log1p_cp10k
 from omnist.data.features import image_features
+from omnist.data.patches import spot_patches
 from omnist.data.vocabulary import GeneVocabulary
-from omnist.pp._patches import extract_patches
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +57,8 @@ def section_patches(
             f"The instruction needs H&E patches, but adata has neither obsm[{key!r}] nor an image in "
             "uns['spatial']. Load a section with an image, or run omnist.pp.extract_patches."
         )
-    view = AnnData(
-        obs=adata.obs[[]],
-        obsm={"spatial": adata.obsm["spatial"]} if "spatial" in adata.obsm else {},
-        uns={"spatial": adata.uns["spatial"]},
-    )
-    extract_patches(view, size_um=patch_um, out_px=patch_px, key_added=key, progress=progress)
-    return view.obsm[key], view.uns["omnist"]["patches"]["size_um"]
+    patches, params = spot_patches(adata, size_um=patch_um, out_px=patch_px, progress=progress)
+    return patches, params["size_um"]
 
 
 def image_inputs(patches: np.ndarray, with_features: bool) -> ImageInputs:
@@ -98,3 +93,59 @@ def expression_targets(adata: AnnData, vocabulary: GeneVocabulary, layer: str | 
         positions = vocabulary.index(present)
         targets[:, positions] = vocabulary.standardise(log1p_cp10k(adata, present, layer), positions)
     return targets
+
+
+def expression_inputs(adata: AnnData, vocabulary: GeneVocabulary, layer: str | None = None) -> np.ndarray:
+    """Return the expression adapter's input ``(spots, vocabulary)``: log1p(CP10k) standardised within the section.
+
+    Standardising each gene within the section (as ``scanpy.pp.scale`` does) removes differences in
+    sequencing depth and gene-wise offsets between sections. Genes the section lacks are NaN.
+    """
+    positions, present = vocabulary.lookup(adata.var_names, adata.var.get("gene_symbol"))
+    values = np.full((adata.n_obs, len(vocabulary)), np.nan, dtype=np.float32)
+    if len(present):
+        measured = log1p_cp10k(adata, list(present), layer)
+        std = measured.std(axis=0)
+        values[:, positions] = (measured - measured.mean(axis=0)) / np.where(std > 1e-6, std, 1.0)
+    return values
+
+
+@dataclass
+class SpotInputs:
+    """The model inputs of one or more sections, row-aligned: image, expression and neighbours."""
+
+    n: int
+    images: ImageInputs | None = None
+    expression: np.ndarray | None = None
+    neighbours: np.ndarray | None = None
+    offsets: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def has(self, modality: str) -> bool:
+        """Return whether the inputs of ``modality`` are present."""
+        if modality == "image":
+            return self.images is not None
+        if modality == "expression":
+            return self.expression is not None
+        if modality == "graph":
+            return self.expression is not None and self.neighbours is not None
+        return False
+
+    @classmethod
+    def concat(cls, parts: list[SpotInputs]) -> SpotInputs:
+        """Stack sections; neighbour indices are shifted so that they stay within their section."""
+        out = cls(n=sum(part.n for part in parts))
+        if all(part.images is not None for part in parts):
+            out.images = ImageInputs.concat([part.images for part in parts])
+        if all(part.expression is not None for part in parts):
+            out.expression = np.concatenate([part.expression for part in parts])
+        if all(part.neighbours is not None for part in parts):
+            shifted, start = [], 0
+            for part in parts:
+                shifted.append(np.where(part.neighbours >= 0, part.neighbours + start, -1))
+                start += part.n
+            out.neighbours = np.concatenate(shifted)
+            out.offsets = np.concatenate([part.offsets for part in parts])
+        return out

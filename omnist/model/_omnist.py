@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 from omnist import tasks as task_registry
 from omnist.data.features import feature_names
 from omnist.data.vocabulary import GeneVocabulary
-from omnist.model._batches import ExpressionTaskData, image_tensors
+from omnist.model._batches import TaskData, spot_tensors
 from omnist.model._config import OmniSTConfig
 from omnist.model._device import autocast, resolve_device
-from omnist.model._inputs import ImageInputs
+from omnist.model._inputs import SpotInputs
 from omnist.nn import Backbone, BackboneShape, TextEncoder
 from omnist.tasks import ResolvedInstruction, TaskSpec
 
@@ -86,6 +86,10 @@ class OmniST:
         )
         self.backbone = Backbone(shape).to(self.device)
         self.history: list[dict] = []
+        # Label sets learned through the text decoder: target key → {"task", "values", "texts"}.
+        self.label_sets: dict[str, dict] = {}
+        # Instructions seen in training per task name; instruction resolution matches against them too.
+        self.instructions: dict[str, list[str]] = {}
 
     def __repr__(self) -> str:
         names = ", ".join(task.name for task in self.tasks)
@@ -112,6 +116,7 @@ class OmniST:
             self.text.embed,
             tasks=[task.name for task in self.tasks],
             gene_vocabulary=self.vocabulary.symbols,
+            examples=self.instructions,
         )
 
     def _instruction_tokens(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +125,7 @@ class OmniST:
 
     def fit(
         self,
-        data: Sequence[ExpressionTaskData],
+        data: Sequence[TaskData],
         *,
         epochs: int = 30,
         batch_size: int = 64,
@@ -131,19 +136,21 @@ class OmniST:
     ) -> OmniST:
         """Train the backbone on every task in ``data``, one task and one instruction per batch.
 
-        An epoch visits every spot of every task once. Learning rate: linear warm-up over the first 5 % of
-        steps, then cosine decay.
+        An epoch visits every training spot of every task once. Learning rate: linear warm-up over the first
+        5 % of steps, then cosine decay.
         """
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs={epochs} and batch_size={batch_size} must both be at least 1.")
         generator = np.random.default_rng(seed)
         torch.manual_seed(seed)
+        candidates = []
         for item in data:
             self.text.tokens(item.instructions)
+            candidates.append(self.text.sentences(item.candidates).to(self.device) if item.candidates else None)
 
         steps_per_epoch = sum(math.ceil(len(item) / batch_size) for item in data)
         total_steps = epochs * steps_per_epoch
-        optimiser = torch.optim.AdamW(self.backbone.parameters(), lr=lr, weight_decay=weight_decay)
+        optimiser = torch.optim.AdamW(self.backbone.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
         warmup = max(1, total_steps // 20)
 
         def schedule(step: int) -> float:
@@ -163,68 +170,136 @@ class OmniST:
                 for i in range(0, len(item), batch_size)
             ]
             generator.shuffle(batches)
-            losses = []
-            for task_index, indices in batches:
+            losses: dict[str, list[float]] = {}
+            for task_index, positions in batches:
                 item = data[task_index]
                 instruction = item.instructions[generator.integers(len(item.instructions))]
                 tokens, padding = self._instruction_tokens(instruction)
+                inputs, target = item.batch(positions, self.device, generator)
                 with autocast(self.device):
-                    state = self.backbone.encode(
-                        tokens, padding, item.inputs(indices, self.device, generator), item.task.output
-                    )
-                    loss = self._loss(item, state, item.target(indices, self.device))
+                    state = self.backbone.encode(tokens, padding, inputs, item.task.output)
+                    loss = self._loss(item, state, target, candidates[task_index])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), 1.0)
                 optimiser.step()
                 scheduler.step()
-                losses.append(loss.item())
-            record = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+                losses.setdefault(item.task.name, []).append(loss.item())
+            record = {"epoch": epoch + 1, **{name: float(np.mean(values)) for name, values in losses.items()}}
             self.history.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.3f}")
+            bar.set_postfix(loss=f"{np.mean([value for key, value in record.items() if key != 'epoch']):.3f}")
         self.backbone.eval()
         logger.info("finished training %d epochs (%.1f s)", epochs, time.perf_counter() - start)
         return self
 
-    def _loss(self, item: ExpressionTaskData, state: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if item.task.output == "expression":
+    def _loss(
+        self, item: TaskData, state: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor | None
+    ) -> torch.Tensor:
+        if item.kind in ("expression", "masked"):
+            if item.kind == "masked":
+                state = self.backbone.decode_embedding(state)
             prediction = self.backbone.decode_expression(state).float()
             measured = torch.isfinite(target)
+            if not measured.any():
+                return prediction.sum() * 0.0
             return ((prediction - torch.nan_to_num(target)) ** 2)[measured].mean()
-        raise ValueError(f"Task {item.task.name!r} has output {item.task.output!r}, which fit cannot train yet.")
+        logits = self.backbone.decode_text(state, candidates).float()
+        if item.kind == "labels":
+            if (target < 0).all():
+                return logits.sum() * 0.0
+            return torch.nn.functional.cross_entropy(logits, target.long(), ignore_index=-1)
+        if item.kind == "proportions":
+            return -(target.float() * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+        raise ValueError(f"Task {item.task.name!r} has target kind {item.kind!r}, which fit cannot train.")
 
     @torch.no_grad()
-    def predict_expression(
+    def encode_spots(
         self,
-        images: ImageInputs,
+        inputs: SpotInputs,
         instruction: str,
-        genes: Sequence[str] | None = None,
+        modalities: Sequence[str],
+        output: str,
         *,
         batch_size: int = 256,
         test_time_augmentation: bool = True,
         progress: bool = True,
-    ) -> np.ndarray:
-        """Return predicted log1p(CP10k) ``(spots, genes)`` for image inputs.
+    ) -> torch.Tensor:
+        """Return the output-query states ``(spots, d_model)`` of every spot, on the CPU.
 
-        With ``test_time_augmentation`` the prediction averages the four rotations of each patch.
+        With ``test_time_augmentation`` and an image input, the states average the four rotations of each
+        patch.
         """
+        modalities = tuple(modalities)
+        tokens, padding = self._instruction_tokens(instruction)
+        turns = (0, 1, 2, 3) if test_time_augmentation and "image" in modalities else (None,)
+        self.backbone.eval()
+        out = torch.empty(len(inputs), self.config.d_model)
+        for start in tqdm(range(0, len(inputs), batch_size), desc="predicting", disable=not progress, leave=False):
+            indices = np.arange(start, min(start + batch_size, len(inputs)))
+            total = 0.0
+            for turn in turns:
+                tensors = spot_tensors(inputs, modalities, indices, self.device, dihedral=turn)
+                with autocast(self.device):
+                    total = total + self.backbone.encode(tokens, padding, tensors, output).float()
+            out[indices] = (total / len(turns)).cpu()
+        return out
+
+    @torch.no_grad()
+    def predict_expression(
+        self,
+        inputs: SpotInputs,
+        instruction: str,
+        genes: Sequence[str] | None = None,
+        *,
+        modalities: Sequence[str] = ("image",),
+        batch_size: int = 256,
+        progress: bool = True,
+    ) -> np.ndarray:
+        """Return predicted log1p(CP10k) ``(spots, genes)``."""
+        states = self.encode_spots(
+            inputs, instruction, modalities, "expression", batch_size=batch_size, progress=progress
+        )
+        return self.expression_from_states(states, genes, batch_size=batch_size)
+
+    @torch.no_grad()
+    def expression_from_states(
+        self, states: torch.Tensor, genes: Sequence[str] | None = None, *, batch_size: int = 256
+    ) -> np.ndarray:
+        """Return log1p(CP10k) ``(spots, genes)`` decoded from expression-query states."""
         genes = self.genes if genes is None else list(genes)
         positions = self.vocabulary.index(genes)
         gene_index = torch.from_numpy(positions).to(self.device)
-        tokens, padding = self._instruction_tokens(instruction)
-        turns = (0, 1, 2, 3) if test_time_augmentation else (0,)
-        self.backbone.eval()
-        out = np.empty((len(images), len(genes)), dtype=np.float32)
-        for start in tqdm(range(0, len(images), batch_size), desc="predicting", disable=not progress, leave=False):
-            indices = np.arange(start, min(start + batch_size, len(images)))
-            total = 0.0
-            for turn in turns:
-                inputs = {"image": image_tensors(images, indices, self.device, dihedral=turn)}
-                with autocast(self.device):
-                    state = self.backbone.encode(tokens, padding, inputs, "expression")
-                    total = total + self.backbone.decode_expression(state, gene_index).float()
-            out[indices] = (total / len(turns)).cpu().numpy()
-        return self.vocabulary.unstandardise(out, positions)
+        values = []
+        for start in range(0, len(states), batch_size):
+            chunk = states[start : start + batch_size].to(self.device)
+            values.append(self.backbone.decode_expression(chunk, gene_index).float().cpu())
+        return self.vocabulary.unstandardise(torch.cat(values).numpy(), positions)
+
+    @torch.no_grad()
+    def text_embeddings(self, states: torch.Tensor) -> torch.Tensor:
+        """Return L2-normalised text-space embeddings ``(spots, text width)`` of output states."""
+        return torch.cat(
+            [
+                self.backbone.text_decoder.embed(states[i : i + 1024].to(self.device)).float().cpu()
+                for i in range(0, len(states), 1024)
+            ]
+        )
+
+    @torch.no_grad()
+    def score_texts(self, embeddings: torch.Tensor, texts: Sequence[str]) -> np.ndarray:
+        """Return cosine similarities ``(spots, texts)`` between text-space embeddings and candidate texts."""
+        candidates = self.text.sentences(list(texts))
+        return (embeddings @ candidates.T).numpy()
+
+    @property
+    def temperature(self) -> float:
+        """Scale applied to cosine similarities before the softmax over candidate texts."""
+        return float(self.backbone.text_decoder.log_temperature.exp())
+
+    @torch.no_grad()
+    def spot_embeddings(self, states: torch.Tensor) -> np.ndarray:
+        """Return embedding-decoder outputs ``(spots, d_model)`` of output states."""
+        return self.backbone.decode_embedding(states.to(self.device)).float().cpu().numpy()
 
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json``, ``model.safetensors``, ``genes.json`` and ``tasks.json`` to ``directory``.
@@ -236,7 +311,14 @@ class OmniST:
         (directory / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2))
         (directory / GENES_FILE).write_text(json.dumps(self.vocabulary.to_dict()))
         (directory / TASKS_FILE).write_text(
-            json.dumps({"tasks": [task.to_dict() for task in self.tasks], "history": self.history}, indent=2)
+            json.dumps(
+                {
+                    "tasks": [task.to_dict() for task in self.tasks],
+                    "label_sets": self.label_sets,
+                    "history": self.history,
+                },
+                indent=2,
+            )
         )
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.backbone.state_dict().items()}
         save_file(state, directory / WEIGHTS_FILE, metadata={"model_id": self.config.model_id})
@@ -278,6 +360,8 @@ class OmniST:
             ) from error
         model.backbone.to(model.device).eval()
         model.history = list(task_file.get("history", []))
+        model.label_sets = dict(task_file.get("label_sets", {}))
+        model.instructions = {name: list(items) for name, items in task_file.get("instructions", {}).items()}
         return model
 
 

@@ -1,6 +1,6 @@
 """Pure torch modules: adapters, trunk, decoders and the text encoder. Nothing here reads AnnData."""
 
-from omnist.nn.adapters import ImageAdapter, TextAdapter
+from omnist.nn.adapters import ExpressionAdapter, GraphAdapter, ImageAdapter, TextAdapter
 from omnist.nn.backbone import OUTPUT_MODALITIES, Backbone, BackboneShape
 from omnist.nn.decoders import EmbeddingDecoder, ExpressionDecoder, TextDecoder
 from omnist.nn.text import DEFAULT_TEXT_ENCODER, TextEncoder, text_encoder_path
@@ -12,6 +12,8 @@ __all__ = [
     "Backbone",
     "BackboneShape",
     "EmbeddingDecoder",
+    "ExpressionAdapter",
+    "GraphAdapter",
     "ExpressionDecoder",
     "ImageAdapter",
     "TextAdapter",

@@ -78,3 +78,69 @@ class TextAdapter(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Return ``(B, L, d_model)`` tokens for text-encoder tokens ``(B, L, text_width)``."""
         return self.project(tokens)
+
+
+class ExpressionAdapter(nn.Module):
+    """Turns an expression vector over the gene vocabulary into a few value-aware tokens.
+
+    Each gene has a learned embedding of ``n_tokens × d_model`` values. A spot's tokens are the sum of its
+    genes' embeddings weighted by their standardised expression, plus the mean embedding of the genes the
+    section measured, so sections with different gene panels map into the same token space. Genes a section
+    did not measure are NaN and contribute nothing.
+    """
+
+    def __init__(self, n_genes: int, d_model: int, n_tokens: int = 8):
+        super().__init__()
+        self.n_tokens = n_tokens
+        self.d_model = d_model
+        self.value = nn.Parameter(torch.randn(n_genes, n_tokens * d_model))
+        self.presence = nn.Parameter(torch.randn(n_genes, n_tokens * d_model) * 0.02)
+        self.norm = nn.LayerNorm(d_model)
+
+    def pooled(self, values: torch.Tensor) -> torch.Tensor:
+        """Return tokens ``(..., n_tokens, d_model)`` for values ``(..., n_genes)`` with NaN for unmeasured genes."""
+        measured = torch.isfinite(values)
+        count = measured.sum(dim=-1, keepdim=True).clamp(min=1).float()
+        clean = torch.nan_to_num(values) * measured
+        tokens = clean @ self.value / count.sqrt()
+        tokens = tokens + (measured.float() @ self.presence) / count
+        return self.norm(tokens.unflatten(-1, (self.n_tokens, self.d_model)))
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        """Return tokens ``(B, n_tokens, d_model)`` for values ``(B, n_genes)``."""
+        return self.pooled(values)
+
+    def summary(self, values: torch.Tensor) -> torch.Tensor:
+        """Return one token ``(..., d_model)`` per vector: the mean of the tokens, computed in one product."""
+        measured = torch.isfinite(values)
+        count = measured.sum(dim=-1, keepdim=True).clamp(min=1).float()
+        clean = torch.nan_to_num(values) * measured
+        value = self.value.unflatten(-1, (self.n_tokens, self.d_model)).mean(dim=1)
+        presence = self.presence.unflatten(-1, (self.n_tokens, self.d_model)).mean(dim=1)
+        return clean @ value / count.sqrt() + (measured.float() @ presence) / count
+
+
+class GraphAdapter(nn.Module):
+    """Turns a spot's spatial neighbours into one token each: their expression plus their relative position.
+
+    Relative positions are in µm and enter through a small MLP after division by ``scale_um``.
+    """
+
+    def __init__(self, d_model: int, scale_um: float = 100.0):
+        super().__init__()
+        self.scale_um = scale_um
+        self.position = nn.Sequential(nn.Linear(3, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(
+        self, values: torch.Tensor, offsets_um: torch.Tensor, expression: ExpressionAdapter
+    ) -> torch.Tensor:
+        """Return ``(B, K, d_model)`` tokens for neighbour values ``(B, K, n_genes)`` and offsets ``(B, K, 2)``.
+
+        The neighbours' expression goes through the spot's own ``expression`` adapter, so both share gene
+        embeddings.
+        """
+        content = expression.summary(values)
+        scaled = offsets_um / self.scale_um
+        distance = scaled.norm(dim=-1, keepdim=True)
+        return self.norm(content + self.position(torch.cat([scaled, distance], dim=-1)))

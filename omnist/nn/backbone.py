@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from omnist.nn.adapters import ImageAdapter, TextAdapter
+from omnist.nn.adapters import ExpressionAdapter, GraphAdapter, ImageAdapter, TextAdapter
 from omnist.nn.decoders import EmbeddingDecoder, ExpressionDecoder, TextDecoder
 from omnist.nn.trunk import Trunk
 
@@ -28,6 +28,7 @@ class BackboneShape:
     n_genes: int
     text_width: int
     n_query_tokens: int
+    n_expression_tokens: int = 8
 
 
 class Backbone(nn.Module):
@@ -39,6 +40,9 @@ class Backbone(nn.Module):
         d_model = shape.d_model
         self.instruction = TextAdapter(shape.text_width, d_model)
         self.image = ImageAdapter(d_model, shape.patch_px, shape.n_image_features, width=shape.image_width)
+        self.expression = ExpressionAdapter(shape.n_genes, d_model, shape.n_expression_tokens)
+        self.graph = GraphAdapter(d_model)
+        self.text = TextAdapter(shape.text_width, d_model)
         self.trunk = Trunk(d_model, shape.n_layers, shape.n_heads, shape.dropout)
         self.queries = nn.Parameter(torch.zeros(len(OUTPUT_MODALITIES), shape.n_query_tokens, d_model))
         nn.init.normal_(self.queries, std=0.02)
@@ -62,7 +66,10 @@ class Backbone(nn.Module):
         instruction_padding
             ``(1 or B, L)``, True at padding.
         inputs
-            Per modality, its tensors: ``{"image": {"patches": (B, 3, H, W), "features": (B, F)}}``.
+            Per modality, its tensors: ``{"image": {"patches": (B, 3, H, W), "features": (B, F)},
+            "expression": {"values": (B, G)}, "graph": {"values": (B, K, G), "offsets": (B, K, 2),
+            "padding": (B, K)}, "text": {"tokens": (B, L, text_width), "padding": (B, L)}}``; expression
+            values are standardised per gene with NaN for unmeasured genes.
         output
             Output modality, one of ``"expression"``, ``"text"``, ``"embedding"``.
         """
@@ -72,6 +79,13 @@ class Backbone(nn.Module):
         for modality, tensors in inputs.items():
             if modality == "image":
                 segments.append(("image", self.image(tensors["patches"], tensors.get("features")), None))
+            elif modality == "expression":
+                segments.append(("expression", self.expression(tensors["values"]), None))
+            elif modality == "graph":
+                tokens = self.graph(tensors["values"], tensors["offsets"], self.expression)
+                segments.append(("graph", tokens, tensors["padding"]))
+            elif modality == "text":
+                segments.append(("text", self.text(tensors["tokens"]), tensors["padding"]))
             else:
                 raise ValueError(f"Input modality {modality!r} has no adapter in this backbone.")
         query = self.queries[OUTPUT_MODALITIES.index(output)].unsqueeze(0)

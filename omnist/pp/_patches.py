@@ -5,17 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-import numpy as np
 from anndata import AnnData
 
-from omnist.data.patches import outside_image, read_patches
-from omnist.data.spatial import get_library_id, image_source, microns_per_pixel, spot_diameter_um
+from omnist.data.patches import DEFAULT_OUT_PX, spot_patches
 
 logger = logging.getLogger(__name__)
-
-# Default window: the spot plus a margin of a quarter spot diameter on each side.
-DEFAULT_WINDOW_SPOT_DIAMETERS = 1.5
-DEFAULT_OUT_PX = 64
 
 
 def extract_patches(
@@ -78,56 +72,11 @@ def extract_patches(
     (..., 64, 64, 3)
     """
     start = time.perf_counter()
-    if size_um is not None and size_px is not None:
-        raise ValueError(f"Pass size_um or size_px, not both (got size_um={size_um}, size_px={size_px}).")
-    if out_px < 8:
-        raise ValueError(f"out_px={out_px} is too small: use at least 8 pixels.")
-    if "spatial" not in adata.obsm:
-        raise KeyError("adata.obsm['spatial'] is missing: patch centres need spot coordinates in pixels.")
-    if adata.n_obs == 0:
-        raise ValueError("adata has no spots.")
-
-    library_id = get_library_id(adata, library_id)
-    source = image_source(adata, library_id)
-    if size_px is None:
-        pixel_um = microns_per_pixel(adata, library_id)
-        if size_um is None:
-            size_um = DEFAULT_WINDOW_SPOT_DIAMETERS * spot_diameter_um(adata, library_id)
-        size_px = size_um / pixel_um
-    else:
-        pixel_um = _pixel_size_or_nan(adata, library_id)
-        size_um = size_px * pixel_um
-    if not size_px > 0:
-        raise ValueError(f"The patch window must be positive (got {size_px} px).")
-
-    centres = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
-    outside = outside_image(source, centres)
-    if outside.any():
-        names = ", ".join(adata.obs_names[outside][:5])
-        height, width = source.shape
-        raise ValueError(
-            f"{int(outside.sum())} spots lie outside the {width} × {height} px image of library {library_id!r} "
-            f"(e.g. {names}). Check that obsm['spatial'] is in full-resolution pixels, or subset those spots out."
-        )
-
-    logger.info("extracting %d patches of %.0f µm (%.0f px) at %d px", adata.n_obs, size_um, size_px, out_px)
-    patches = read_patches(source, centres, size_px, out_px, progress=progress)
-
+    patches, params = spot_patches(
+        adata, size_um=size_um, size_px=size_px, out_px=out_px, library_id=library_id, progress=progress
+    )
     adata = adata.copy() if copy else adata
     adata.obsm[key_added] = patches
-    adata.uns.setdefault("omnist", {})["patches"] = {
-        "size_um": float(size_um),
-        "size_px": float(size_px),
-        "out_px": int(out_px),
-        "library_id": library_id,
-        "key": key_added,
-    }
+    adata.uns.setdefault("omnist", {})["patches"] = {**params, "key": key_added}
     logger.info("finished extracting patches (%.1f s)", time.perf_counter() - start)
     return adata if copy else None
-
-
-def _pixel_size_or_nan(adata: AnnData, library_id: str) -> float:
-    try:
-        return microns_per_pixel(adata, library_id)
-    except KeyError:
-        return float("nan")

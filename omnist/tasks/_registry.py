@@ -127,6 +127,7 @@ def resolve(
     *,
     tasks: Iterable[str] | None = None,
     gene_vocabulary: Iterable[str] = (),
+    examples: dict[str, Sequence[str]] | None = None,
     min_similarity: float = MIN_SIMILARITY,
 ) -> ResolvedInstruction:
     """Match an instruction to the registered task whose templates it is most similar to.
@@ -141,6 +142,8 @@ def resolve(
         Restrict matching to these task names, for example the tasks a model was trained on.
     gene_vocabulary
         Gene symbols that may be named in the instruction; the ones found are returned in ``genes``.
+    examples
+        Further instructions per task name, such as those a model was trained on, matched like templates.
     min_similarity
         Cosine similarity below which no task is accepted.
 
@@ -158,8 +161,13 @@ def resolve(
     if not candidates:
         raise ValueError("No tasks are available to match the instruction against.")
 
-    templates = [template for spec in candidates for template in spec.templates]
-    owners = [spec.name for spec in candidates for _ in spec.templates]
+    query = parse_query(instruction, [template for spec in candidates for template in spec.templates])
+    examples = dict(examples or {})
+    templates, owners = [], []
+    for spec in candidates:
+        for template in (*spec.templates, *examples.get(spec.name, ())):
+            templates.append(_neutral(template, query))
+            owners.append(spec.name)
     vectors = embed([instruction, *templates])
     similarity = vectors[1:] @ vectors[0]
 
@@ -182,8 +190,13 @@ def resolve(
         score=score,
         ranking=ranking,
         genes=parse_genes(instruction, gene_vocabulary),
-        query=parse_query(instruction),
+        query=parse_query(instruction, get(task_name).templates),
     )
+
+
+def _neutral(template: str, query: str = "") -> str:
+    """Fill a template's placeholders for embedding it: ``{query}`` with the parsed query, ``{label}`` neutrally."""
+    return template.replace("{label}", "label").replace("{query}", query or "tissue")
 
 
 def parse_genes(instruction: str, gene_vocabulary: Iterable[str]) -> list[str]:
@@ -197,14 +210,22 @@ def parse_genes(instruction: str, gene_vocabulary: Iterable[str]) -> list[str]:
     return found
 
 
-def parse_query(instruction: str) -> str:
-    """Return the quoted text of an instruction, or the text after a leading retrieval verb."""
+def parse_query(instruction: str, templates: Sequence[str] = ()) -> str:
+    """Return the query text of an instruction.
+
+    Quoted text wins; otherwise the part of the instruction that fills ``{query}`` in the first template
+    whose fixed words match; otherwise an empty string.
+    """
     quoted = re.findall(r"[\"“']([^\"”']+)[\"”']", instruction)
     if quoted:
         return quoted[0].strip()
-    match = re.match(
-        r"^\s*(?:find|show|locate|highlight|where (?:is|are)|which spots (?:show|contain)|retrieve)\s+(?:the\s+|all\s+)?(.+?)[\s\.\?]*$",
-        instruction,
-        flags=re.IGNORECASE,
-    )
-    return match.group(1).strip() if match else ""
+    text = instruction.strip().rstrip(".?!")
+    for template in sorted(templates, key=len, reverse=True):
+        if "{query}" not in template:
+            continue
+        head, tail = template.split("{query}", 1)
+        pattern = r"^\s*" + re.escape(head.strip()) + r"\s+(?:the\s+|all\s+)?(.+?)\s*" + re.escape(tail.strip()) + r"$"
+        match = re.match(pattern, text, flags=re.IGNORECASE)
+        if match:
+            return match.group(1).strip()
+    return ""

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import numpy as np
+import pandas as pd
 from anndata import AnnData
 
 from omnist import __version__
+from omnist.data.labels import describe_label
 from omnist.model import OmniST
-from omnist.model._inputs import image_inputs, section_patches
 from omnist.model._omnist import expression_frame
+from omnist.tl._inputs import spot_inputs
 from omnist.tl._validate import check_adata
 
 logger = logging.getLogger(__name__)
@@ -25,7 +29,10 @@ def translate(
     model: OmniST,
     key_added: str | None = None,
     genes: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    groupby: str | None = None,
     patches_key: str = "omnist_patches",
+    layer: str | None = None,
     batch_size: int = 256,
     progress: bool = True,
     copy: bool = False,
@@ -38,8 +45,8 @@ def translate(
     Parameters
     ----------
     adata
-        Spots with the input modality of the task, e.g. an H&E image in ``uns["spatial"]`` or patches in
-        ``obsm[patches_key]``.
+        Spots with the input modality of the task: an H&E image in ``uns["spatial"]`` (or patches in
+        ``obsm[patches_key]``) for image tasks, counts in ``X`` for expression tasks.
     instruction
         What to do, in plain English.
     model
@@ -49,8 +56,15 @@ def translate(
     genes
         Genes to predict for expression output; defaults to the genes named in the instruction, else every
         gene of the model's vocabulary.
+    labels
+        Candidate label names for label and description tasks. Names never seen in training work too
+        (zero-shot), since the text decoder scores any text. Defaults to the labels the model was trained on.
+    groupby
+        ``obs`` column of regions, required by ``region_to_text``.
     patches_key
         ``obsm`` key of precomputed patches.
+    layer
+        Layer with raw counts instead of ``X``.
     batch_size
         Spots per inference batch.
     progress
@@ -60,9 +74,16 @@ def translate(
 
     Returns
     -------
-    ``None``, or the new AnnData when ``copy=True``. Expression output goes to ``obsm[key_added]`` (a
-    DataFrame of log1p(CP10k), columns = gene symbols); every call writes ``uns[key_added]["params"]``
-    (instruction, task, similarity, model id, omnist version, date).
+    ``None``, or the new AnnData when ``copy=True``. By output:
+
+    - expression: ``obsm[key]``, a DataFrame of log1p(CP10k) with gene-symbol columns;
+    - labels: ``obs[key]`` (categorical) and ``obsm[key + "_probabilities"]`` (DataFrame, one column per
+      label); cell-type proportions go to ``obsm[key]``;
+    - retrieval (``text_to_region``): ``obs[key]``, the cosine similarity of each spot to the query;
+    - description (``region_to_text``): ``uns[key][region]`` with ``texts`` and ``scores``, best first;
+    - embedding: ``obsm[key]``.
+
+    Every call writes ``uns[key]["params"]`` (instruction, task, similarity, model id, omnist version, date).
 
     Raises
     ------
@@ -74,7 +95,8 @@ def translate(
     Examples
     --------
     >>> omnist.tl.translate(adata, "predict expression from H&E", model=model)
-    >>> adata.obsm["omnist_image_to_expression"]["ERBB2"]
+    >>> omnist.tl.translate(adata, "assign each spot to its cortical layer", model=model, key_added="pred_layer")
+    >>> omnist.tl.translate(adata, "find white matter", model=model, key_added="wm_score")
     """
     start = time.perf_counter()
     check_adata(adata)
@@ -82,28 +104,105 @@ def translate(
     task = resolved.task
     key = key_added or f"omnist_{task.name}"
     logger.info("instruction %r resolved to task %s (similarity %.2f)", instruction, task.name, resolved.score)
+    if task.name == "region_to_text" and (groupby is None or groupby not in adata.obs):
+        raise KeyError(f"region_to_text needs groupby= naming an obs column of regions; got {groupby!r}.")
 
-    if task.output != "expression":
-        raise ValueError(f"Task {task.name!r} has output {task.output!r}, which translate does not serve yet.")
-    chosen = list(genes) if genes is not None else (resolved.genes or model.genes)
-    model.vocabulary.index(chosen)
-    patches, _ = section_patches(
-        adata, patch_um=model.config.patch_um, patch_px=model.config.patch_px, key=patches_key, progress=progress
-    )
-    inputs = image_inputs(patches, model.config.image_features)
-    values = model.predict_expression(inputs, instruction, chosen, batch_size=batch_size, progress=progress)
+    if task.output == "expression":
+        chosen = list(genes) if genes is not None else (resolved.genes or model.genes)
+        model.vocabulary.index(chosen)
+    inputs = spot_inputs(adata, model, task.inputs, patches_key=patches_key, layer=layer, progress=progress)
+    states = model.encode_spots(inputs, instruction, task.inputs, task.output, batch_size=batch_size, progress=progress)
+
+    obs_columns: dict[str, object] = {}
+    obsm_entries: dict[str, object] = {}
+    uns_entry: dict[str, object] = {}
+    if task.output == "expression":
+        values = model.expression_from_states(states, chosen, batch_size=batch_size)
+        obsm_entries[key] = expression_frame(values, adata.obs_names, chosen)
+    elif task.output == "embedding":
+        obsm_entries[key] = model.spot_embeddings(states)
+    elif task.name == "text_to_region":
+        query = resolved.query or instruction
+        text = describe_label(query).split(": ", 1)[-1] if ": " in describe_label(query) else query
+        embeddings = model.text_embeddings(states)
+        obs_columns[key] = model.score_texts(embeddings, [text])[:, 0].astype(np.float64)
+        uns_entry["query"] = text
+    elif task.name == "region_to_text":
+        values, texts = _candidates(model, instruction, labels)
+        embeddings = model.text_embeddings(states)
+        regions = adata.obs[groupby].astype("category")
+        for region in regions.cat.categories:
+            mask = (regions == region).to_numpy()
+            if not mask.any():
+                continue
+            centre = embeddings[mask].mean(dim=0, keepdim=True)
+            centre = centre / centre.norm().clamp(min=1e-12)
+            scores = model.score_texts(centre, texts)[0]
+            order = np.argsort(-scores, kind="stable")
+            uns_entry[str(region)] = {
+                "texts": np.asarray([values[i] for i in order], dtype=object).astype(str),
+                "scores": scores[order].astype(np.float64),
+                "n_spots": int(mask.sum()),
+            }
+        uns_entry["groupby"] = groupby
+    else:
+        values, texts = _candidates(model, instruction, labels)
+        embeddings = model.text_embeddings(states)
+        logits = model.score_texts(embeddings, texts) * model.temperature
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        frame = pd.DataFrame(probabilities, index=adata.obs_names, columns=pd.Index(values, dtype=str))
+        if _is_proportion_task(model, task.name) and labels is None:
+            obsm_entries[key] = frame
+        else:
+            obs_columns[key] = pd.Categorical(
+                np.asarray(values, dtype=object)[probabilities.argmax(axis=1)], categories=values
+            )
+            obsm_entries[f"{key}_probabilities"] = frame
 
     adata = adata.copy() if copy else adata
-    adata.obsm[key] = expression_frame(values, adata.obs_names, chosen)
-    adata.uns[key] = {
-        "params": {
-            "instruction": instruction,
-            "task": task.name,
-            "similarity": float(resolved.score),
-            "model_id": model.config.model_id,
-            "omnist_version": __version__,
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+    for column, value in obs_columns.items():
+        adata.obs[column] = value
+    for name, value in obsm_entries.items():
+        adata.obsm[name] = value
+    uns_entry["params"] = {
+        "instruction": instruction,
+        "task": task.name,
+        "similarity": float(resolved.score),
+        "model_id": model.config.model_id,
+        "omnist_version": __version__,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    adata.uns[key] = uns_entry
     logger.info("finished %s into %r (%.1f s)", task.name, key, time.perf_counter() - start)
     return adata if copy else None
+
+
+def _is_proportion_task(model: OmniST, task_name: str) -> bool:
+    return any(
+        target.startswith("obsm:") and record["task"] == task_name for target, record in model.label_sets.items()
+    )
+
+
+def _candidates(model: OmniST, instruction: str, labels: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """Return candidate label values and the texts the decoder scores them by."""
+    if labels is not None:
+        values = [str(label) for label in dict.fromkeys(labels)]
+        if not values:
+            raise ValueError("labels is empty: pass at least one candidate label.")
+        return values, [describe_label(value) for value in values]
+    if not model.label_sets:
+        raise ValueError("The model was trained on no labels: pass candidate names with labels=[...].")
+    targets = list(model.label_sets)
+    if len(targets) > 1:
+        names = [target.split(":", 1)[1].replace("_", " ") for target in targets]
+        similarity = model.text.embed(names) @ model.text.embed([instruction])[0]
+        targets = [targets[int(np.argmax(similarity))]]
+        if len(model.label_sets) > 1:
+            warnings.warn(
+                f"The model knows several label sets {list(model.label_sets)}; using {targets[0]!r}, the closest to "
+                "the instruction. Pass labels=[...] to choose.",
+                stacklevel=3,
+            )
+    record = model.label_sets[targets[0]]
+    return list(record["values"]), list(record["texts"])

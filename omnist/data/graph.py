@@ -1,0 +1,44 @@
+"""Spatial neighbours of each spot from squidpy, with offsets in µm."""
+
+from __future__ import annotations
+
+import numpy as np
+import squidpy as sq
+from anndata import AnnData
+
+DEFAULT_N_NEIGHBOURS = 6
+
+
+def neighbour_table(adata: AnnData, n_neighs: int = DEFAULT_N_NEIGHBOURS) -> np.ndarray:
+    """Return neighbour indices ``(N, n_neighs)`` (-1 = none) from ``obsp["spatial_connectivities"]``.
+
+    When ``adata`` has no graph yet, a k-nearest-neighbour graph is built with
+    ``squidpy.gr.spatial_neighbors`` on a copy of the coordinates; ``adata`` is not modified.
+    """
+    if "spatial_connectivities" in adata.obsp:
+        graph = adata.obsp["spatial_connectivities"]
+    else:
+        if "spatial" not in adata.obsm:
+            raise KeyError("adata.obsm['spatial'] is missing: the spatial graph needs spot coordinates.")
+        view = AnnData(obs=adata.obs[[]], obsm={"spatial": np.asarray(adata.obsm["spatial"])[:, :2]})
+        sq.gr.spatial_neighbors(view, coord_type="generic", n_neighs=min(n_neighs, max(adata.n_obs - 1, 1)))
+        graph = view.obsp["spatial_connectivities"]
+    graph = graph.tocsr()
+    table = np.full((adata.n_obs, n_neighs), -1, dtype=np.int64)
+    coordinates = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    for row in range(adata.n_obs):
+        neighbours = graph.indices[graph.indptr[row] : graph.indptr[row + 1]]
+        neighbours = neighbours[neighbours != row]
+        if len(neighbours) > n_neighs:
+            distance = np.linalg.norm(coordinates[neighbours] - coordinates[row], axis=1)
+            neighbours = neighbours[np.argsort(distance, kind="stable")[:n_neighs]]
+        table[row, : len(neighbours)] = neighbours
+    return table
+
+
+def neighbour_offsets(adata: AnnData, table: np.ndarray, microns_per_pixel: float) -> np.ndarray:
+    """Return ``(N, K, 2)`` offsets in µm from each spot to its neighbours (0 where there is none)."""
+    coordinates = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    offsets = coordinates[np.maximum(table, 0)] - coordinates[:, None, :]
+    offsets[table < 0] = 0.0
+    return (offsets * microns_per_pixel).astype(np.float32)
