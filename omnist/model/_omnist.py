@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from omnist import tasks as task_registry
 from omnist.data.features import feature_names
 from omnist.data.vocabulary import GeneVocabulary
+from omnist.model import _distributed as distributed
 from omnist.model._batches import TaskData, spot_tensors
 from omnist.model._config import OmniSTConfig
 from omnist.model._device import autocast, resolve_device
@@ -70,6 +71,8 @@ class OmniST:
         self.config = config
         self.vocabulary = vocabulary
         self.tasks = list(tasks)
+        if device == "auto" and distributed.local_device() is not None:
+            device = distributed.local_device()
         self.device = resolve_device(device)
         self.text = text_encoder(config.text_encoder)
         shape = BackboneShape(
@@ -138,17 +141,26 @@ class OmniST:
 
         An epoch visits every training spot of every task once. Learning rate: linear warm-up over the first
         5 % of steps, then cosine decay.
+
+        Under ``torchrun`` (``WORLD_SIZE`` > 1) each process trains on its share of every epoch's batches and
+        gradients are averaged over processes (gloo on the CPU, NCCL on CUDA); all ranks end with the same
+        weights.
         """
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs={epochs} and batch_size={batch_size} must both be at least 1.")
+        rank, world = distributed.setup()
+        if world > 1:
+            distributed.broadcast_parameters(self.backbone)
+        # One generator orders batches identically on every rank; the other draws augmentation and masking.
         generator = np.random.default_rng(seed)
+        local = np.random.default_rng([seed, rank])
         torch.manual_seed(seed)
         candidates = []
         for item in data:
             self.text.tokens(item.instructions)
             candidates.append(self.text.sentences(item.candidates).to(self.device) if item.candidates else None)
 
-        steps_per_epoch = sum(math.ceil(len(item) / batch_size) for item in data)
+        steps_per_epoch = math.ceil(sum(math.ceil(len(item) / batch_size) for item in data) / world)
         total_steps = epochs * steps_per_epoch
         optimiser = torch.optim.AdamW(self.backbone.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
         warmup = max(1, total_steps // 20)
@@ -161,7 +173,7 @@ class OmniST:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
         start = time.perf_counter()
         self.backbone.train()
-        bar = tqdm(range(epochs), desc="training", disable=not progress)
+        bar = tqdm(range(epochs), desc="training", disable=not progress or rank > 0)
         for epoch in bar:
             batches = [
                 (task_index, order[i : i + batch_size])
@@ -170,17 +182,22 @@ class OmniST:
                 for i in range(0, len(item), batch_size)
             ]
             generator.shuffle(batches)
+            if world > 1:
+                # Every rank takes the same number of steps; the last ones repeat early batches if needed.
+                batches = [batches[i % len(batches)] for i in range(rank, steps_per_epoch * world, world)]
             losses: dict[str, list[float]] = {}
             for task_index, positions in batches:
                 item = data[task_index]
-                instruction = item.instructions[generator.integers(len(item.instructions))]
+                instruction = item.instructions[local.integers(len(item.instructions))]
                 tokens, padding = self._instruction_tokens(instruction)
-                inputs, target = item.batch(positions, self.device, generator)
+                inputs, target = item.batch(positions, self.device, local)
                 with autocast(self.device):
                     state = self.backbone.encode(tokens, padding, inputs, item.task.output)
                     loss = self._loss(item, state, target, candidates[task_index])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
+                if world > 1:
+                    distributed.average_gradients(self.backbone, world)
                 torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), 1.0)
                 optimiser.step()
                 scheduler.step()

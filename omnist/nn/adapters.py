@@ -132,9 +132,7 @@ class GraphAdapter(nn.Module):
         self.position = nn.Sequential(nn.Linear(3, d_model), nn.GELU(), nn.Linear(d_model, d_model))
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(
-        self, values: torch.Tensor, offsets_um: torch.Tensor, expression: ExpressionAdapter
-    ) -> torch.Tensor:
+    def forward(self, values: torch.Tensor, offsets_um: torch.Tensor, expression: ExpressionAdapter) -> torch.Tensor:
         """Return ``(B, K, d_model)`` tokens for neighbour values ``(B, K, n_genes)`` and offsets ``(B, K, 2)``.
 
         The neighbours' expression goes through the spot's own ``expression`` adapter, so both share gene

@@ -55,7 +55,9 @@ def build_instructions(
         Per label key, a description of each label value (``{"layer": {"WM": "white matter"}}``); the text
         decoder scores against ``"value: description"``.
     extra_tasks
-        Names of registered user tasks to include; their templates are used as they are.
+        Names of registered user tasks to include. A task whose ``target`` is ``"obs"`` or ``"obsm"`` learns
+        from each of ``label_keys`` and ``text_keys``, or of ``proportion_keys``; one with
+        ``"obs:KEY"``, ``"obsm:KEY"`` or ``"expression"`` learns from that target.
     n_paraphrases
         Instruction templates drawn per task and target.
     seed
@@ -120,7 +122,16 @@ def build_instructions(
         add("expression_to_cell_type", f"obsm:{key}", {"label": "cell type"})
     for name in extra_tasks:
         spec = task_registry.get(name)
-        add(name, spec.target, {})
+        if spec.target in ("obs", "obsm"):
+            keys = label_keys + text_keys if spec.target == "obs" else proportion_keys
+            if not keys:
+                raise ValueError(
+                    f"Task {name!r} learns from {spec.target} targets: pass label_keys, text_keys or proportion_keys."
+                )
+            for key in keys:
+                add(name, f"{spec.target}:{key}", {"label": key.replace("_", " ")})
+        else:
+            add(name, spec.target or "expression", {})
     add("embed", "expression", {})
 
     table = pd.DataFrame(rows, columns=COLUMNS).drop_duplicates(ignore_index=True)

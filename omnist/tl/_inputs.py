@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from anndata import AnnData
 
 from omnist.data.graph import neighbour_offsets, neighbour_table
@@ -32,6 +34,14 @@ def spot_inputs(
             raise KeyError(
                 "None of adata.var_names (or var['gene_symbol']) is in the model's gene vocabulary: check that the "
                 "genes use the identifiers the model was trained with (model.genes)."
+            )
+        unknown = adata.n_vars - len(positions)
+        if unknown:
+            warnings.warn(
+                f"{unknown} of {adata.n_vars} genes are not in the model's vocabulary of {len(model.vocabulary)} genes "
+                "and are ignored.",
+                UserWarning,
+                stacklevel=3,
             )
         inputs.expression = expression_inputs(adata, model.vocabulary, layer)
         inputs.neighbours = neighbour_table(adata)
