@@ -1,4 +1,4 @@
-"""Tests of patch extraction (``omnist.pp.extract_patches``) and image reading on the real data under ``OMNIST_DATA_DIR``."""
+"""Tests of patch extraction and image reading on the real data under ``OMNIST_DATA_DIR``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from omnist.datasets import visium
 
 N_C2_SPOTS = 187
 PATCH_PARAMS = {"size_um", "size_px", "out_px", "library_id", "key"}
-# A pixel counts as tissue when its grey value is below this; glass in the her2st images is about 230-245.
+# A pixel counts as tissue when its grey value is below this. Glass in the corners of the C2 image is about 240.
 TISSUE_GREY = 220
 
 
@@ -53,7 +53,7 @@ def _grey(patches: np.ndarray) -> np.ndarray:
     return patches.astype(np.float64).mean(axis=-1)
 
 
-def _most_tissue_spot(adata: ad.AnnData) -> int:
+def _darkest_spot(adata: ad.AnnData) -> int:
     return int(np.argmin(_grey(adata.obsm["omnist_patches"]).mean(axis=(1, 2))))
 
 
@@ -112,7 +112,7 @@ def test_extract_patches_params_recorded(c2_patches):
     assert params["out_px"] == 64
     assert params["library_id"] == "C2"
     assert params["key"] == "omnist_patches"
-    # The default window is 1.5 spot diameters; her2st spots are 100 µm across.
+    # The default window is 1.5 spot diameters, and her2st spots are 100 µm across.
     assert params["size_um"] == pytest.approx(150.0)
 
 
@@ -209,7 +209,7 @@ def test_extract_patches_jpeg_matches_hires_colour(c2_patches, c2_hires_patches)
 
 
 def test_extract_patches_jpeg_matches_hires_layout(c2_patches, c2_hires_patches):
-    # Measured on C2: median pixel correlation 0.92; a window shifted by a few hires pixels drops it sharply.
+    # Measured on C2: the median pixel correlation is 0.92, and 0.50 when the hires windows shift by 2 px (7 µm).
     jpeg = _grey(c2_patches.obsm["omnist_patches"])
     hires = _grey(c2_hires_patches.obsm["omnist_patches"])
     correlations = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(jpeg, hires, strict=True)]
@@ -225,7 +225,7 @@ def test_extract_patches_hires_params_match_jpeg(c2_patches, c2_hires_patches):
 
 @pytest.mark.parametrize("edge", ["left", "top"])
 def test_extract_patches_border_padding(c2_patches, c2_hires_patches, edge):
-    spot = _most_tissue_spot(c2_hires_patches)
+    spot = _darkest_spot(c2_hires_patches)
     library = c2_patches.uns["spatial"]["C2"]
     scale = library["scalefactors"]["tissue_hires_scalef"]
     x, y = np.floor(c2_patches.obsm["spatial"][spot] * scale).astype(int)
@@ -376,7 +376,7 @@ def test_extract_patches_visium_lowres(tiny):
     patches = adata.obsm["omnist_patches"]
     grey = _grey(patches)
     assert patches.shape == (100, 64, 64, 3)
-    # The lowres image is real H&E with grey values from 35 to 193.
+    # The lowres image is real H&E with channel values from 35 to 193.
     assert grey.mean() > 35
     assert grey.mean() < 200
     assert grey.mean(axis=(1, 2)).std() > 1.0

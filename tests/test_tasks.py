@@ -116,11 +116,6 @@ def test_unregister_unknown_raises():
         tasks.unregister("no_such_task")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="register() stores the new spec without the builtin flag when it equals a built-in task, "
-    "so a no-op re-registration makes the built-in task removable",
-)
 def test_register_identical_builtin_stays_builtin():
     builtin = tasks.get("image_to_expression")
     tasks.register(
@@ -159,10 +154,6 @@ def test_register_no_templates_raises():
         tasks.register("image_to_stain_quality", [], inputs=("image",), output="embedding")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="register() turns a single string passed as templates into one template per character",
-)
 def test_register_single_string_templates():
     try:
         spec = tasks.register("image_to_stain_quality", STAIN_TEMPLATES[0], inputs=("image",), output="embedding")
@@ -314,10 +305,6 @@ def test_parse_genes_single_letters_ignored():
     assert tasks.parse_genes("predict expression from H&E", ["H", "E"]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_genes keeps a sentence-ending period in the word ('CD24.'), so the last gene is missed",
-)
 def test_parse_genes_sentence_end():
     assert tasks.parse_genes("Predict ERBB2 and CD24.", GENES) == ["ERBB2", "CD24"]
 

@@ -113,14 +113,32 @@ class OmniST:
         return self
 
     def resolve(self, instruction: str) -> ResolvedInstruction:
-        """Match an instruction to one of the model's tasks (see :func:`omnist.tasks.resolve`)."""
-        return task_registry.resolve(
+        """Match an instruction to a registered task and check the model was trained on it.
+
+        Raises
+        ------
+        ValueError
+            If no task matches, or the best match is a task this model was not trained on.
+        """
+        resolved = task_registry.resolve(
             instruction,
             self.text.embed,
-            tasks=[task.name for task in self.tasks],
+            tasks=list(
+                dict.fromkeys(
+                    [*(task.name for task in task_registry.list_tasks()), *(task.name for task in self.tasks)]
+                )
+            ),
             gene_vocabulary=self.vocabulary.symbols,
             examples=self.instructions,
         )
+        trained = [task.name for task in self.tasks]
+        if resolved.task.name not in trained:
+            raise ValueError(
+                f"Instruction {instruction!r} asks for task {resolved.task.name!r} (similarity {resolved.score:.2f}), "
+                f"which this model was not trained on. Trained tasks: {trained}. Train with instructions for it "
+                "(omnist.pp.build_instructions) or rephrase."
+            )
+        return resolved
 
     def _instruction_tokens(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
         tokens, padding = self.text.tokens([instruction])

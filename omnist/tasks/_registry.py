@@ -54,6 +54,8 @@ def register(
     -------
     The registered :class:`TaskSpec`.
     """
+    if isinstance(templates, str):
+        templates = [templates]
     spec = TaskSpec(
         name=name,
         templates=tuple(templates),
@@ -62,6 +64,10 @@ def register(
         target=target,
         description=description,
     )
+    if name in _REGISTRY and _REGISTRY[name].builtin:
+        if _REGISTRY[name] == spec:
+            return _REGISTRY[name]
+        raise ValueError(f"Task {name!r} is built in and cannot be replaced: register it under another name.")
     if name in _REGISTRY and not overwrite and _REGISTRY[name] != spec:
         raise ValueError(f"Task {name!r} is already registered: pass overwrite=True to replace it.")
     _REGISTRY[name] = spec
@@ -203,7 +209,7 @@ def parse_genes(instruction: str, gene_vocabulary: Iterable[str]) -> list[str]:
     """Return the gene symbols of ``gene_vocabulary`` named in the instruction, in order of appearance."""
     vocabulary = {gene.upper(): gene for gene in gene_vocabulary}
     found = []
-    for word in re.findall(r"[A-Za-z0-9][A-Za-z0-9\-\.]*", instruction):
+    for word in re.findall(r"[A-Za-z0-9](?:[A-Za-z0-9\-\.]*[A-Za-z0-9])?", instruction):
         gene = vocabulary.get(word.upper())
         if gene is not None and gene not in found and len(word) > 1 and not word.islower():
             found.append(gene)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +34,9 @@ from omnist.tl._validate import check_adata
 logger = logging.getLogger(__name__)
 
 DEFAULT_N_GENES = 1000
+
+# Model ids handed out in this process; a config reused for another training gets a fresh id.
+_TRAINED_IDS: set[str] = set()
 
 
 @dataclass
@@ -129,6 +133,9 @@ def train(
     vocabulary = _fit_vocabulary(adatas, _choose_genes(adatas, genes, n_genes, image_sections or None), layer)
 
     config = OmniSTConfig() if config is None else OmniSTConfig.from_dict(config.to_dict())
+    if config.model_id == "" or any(config.model_id == other for other in _TRAINED_IDS):
+        config.model_id = uuid.uuid4().hex[:12]
+    _TRAINED_IDS.add(config.model_id)
     torch.manual_seed(seed)
     image_rows = {i for group in groups if "image" in group.task.inputs for i in group.sections}
     parts = []

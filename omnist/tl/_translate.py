@@ -99,9 +99,10 @@ def translate(
     >>> omnist.tl.translate(adata, "find white matter", model=model, key_added="wm_score")
     """
     start = time.perf_counter()
-    check_adata(adata)
+    check_adata(adata, require_genes=False)
     resolved = model.resolve(instruction)
     task = resolved.task
+    check_adata(adata, require_genes=bool({"expression", "graph"} & set(task.inputs)))
     key = key_added or f"omnist_{task.name}"
     logger.info("instruction %r resolved to task %s (similarity %.2f)", instruction, task.name, resolved.score)
     if task.name == "region_to_text" and (groupby is None or groupby not in adata.obs):
@@ -109,7 +110,7 @@ def translate(
 
     if task.output == "expression":
         chosen = list(genes) if genes is not None else (resolved.genes or model.genes)
-        model.vocabulary.index(chosen)
+        chosen = [model.vocabulary.symbols[position] for position in model.vocabulary.index(chosen)]
     inputs = spot_inputs(adata, model, task.inputs, patches_key=patches_key, layer=layer, progress=progress)
     states = model.encode_spots(inputs, instruction, task.inputs, task.output, batch_size=batch_size, progress=progress)
 

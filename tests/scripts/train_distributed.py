@@ -18,13 +18,13 @@ warnings.filterwarnings("ignore", category=UserWarning)
 
 data_dir, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
 out_dir.mkdir(parents=True, exist_ok=True)
-train = [ad.read_h5ad(data_dir / "dlpfc" / f"{name}.h5ad")[:700].copy() for name in ("151673", "151674")]
-test = ad.read_h5ad(data_dir / "dlpfc" / "151675.h5ad")[:700].copy()
+train = [ad.read_h5ad(data_dir / "dlpfc" / f"{name}.h5ad")[:400].copy() for name in ("151673", "151674")]
+test = ad.read_h5ad(data_dir / "dlpfc" / "151675.h5ad")[:400].copy()
 for adata in train:
     omnist.pp.build_instructions(adata, label_keys=["layer"], n_paraphrases=2)
 
 config = omnist.OmniSTConfig(d_model=32, n_layers=1, n_heads=2, image_width=8, model_id="distributed-test")
-model = omnist.tl.train(train, epochs=4, batch_size=32, n_genes=200, seed=0, config=config, progress=False)
+model = omnist.tl.train(train, epochs=3, batch_size=32, n_genes=200, seed=0, config=config, progress=False)
 omnist.tl.translate(test, "assign each spot to its cortical layer", model=model, key_added="pred", progress=False)
 labelled = test.obs["layer"].notna()
 accuracy = float((test.obs["pred"][labelled].astype(str) == test.obs["layer"][labelled].astype(str)).mean())
