@@ -22,6 +22,7 @@ from omnist.tl import train, translate
 logger = logging.getLogger(__name__)
 
 METHODS = ("omnist", "ridge", "mean")
+MULTITASK = "omnist_multitask"
 INSTRUCTION = "predict expression from H&E"
 
 
@@ -51,12 +52,17 @@ def image_to_expression(
     epochs: int = 20,
     seed: int = 0,
     config: OmniSTConfig | None = None,
+    multitask: bool = False,
     progress: bool = True,
 ) -> dict[str, dict]:
     """Run leave-one-section-out image → expression for omnist, the ridge probe and the mean predictor.
 
     Genes are the ``n_genes`` with the highest mean log1p(CP10k) shared by every section; targets are
     log1p(CP10k); the metric is Pearson r per gene on the held-out section, averaged over genes.
+
+    With ``multitask`` a second omnist model per fold (``omnist_multitask``) also learns every task that
+    :func:`omnist.pp.build_instructions` generates from the training sections' cluster annotations and
+    cell-type proportions, and is scored on the same image → expression task.
 
     Returns
     -------
@@ -66,7 +72,8 @@ def image_to_expression(
     genes = shared_top_genes(list(adatas.values()), n_genes)
     features = {name: image_features(adata.obsm["omnist_patches"]) for name, adata in adatas.items()}
     targets = {name: log1p_cp10k(adata, genes) for name, adata in adatas.items()}
-    per_section: dict[str, dict[str, float]] = {method: {} for method in METHODS}
+    methods = (*METHODS, MULTITASK) if multitask else METHODS
+    per_section: dict[str, dict[str, float]] = {method: {} for method in methods}
 
     for held_out in adatas:
         start = time.perf_counter()
@@ -91,10 +98,16 @@ def image_to_expression(
         )
         result = translate(adatas[held_out], INSTRUCTION, model=model, key_added="bench", copy=True, progress=False)
         per_section["omnist"][held_out] = mean_pearson(measured, result.obsm["bench"][genes].to_numpy())
+
+        if multitask:
+            sections = [_with_instructions(adatas[name]) for name in training]
+            model = train(sections, genes=genes, epochs=epochs, seed=seed, config=config, progress=progress)
+            result = translate(adatas[held_out], INSTRUCTION, model=model, key_added="bench", copy=True, progress=False)
+            per_section[MULTITASK][held_out] = mean_pearson(measured, result.obsm["bench"][genes].to_numpy())
         logger.info(
             "held-out %s: %s (%.0f s)",
             held_out,
-            ", ".join(f"{method} {per_section[method][held_out]:.3f}" for method in METHODS),
+            ", ".join(f"{method} {per_section[method][held_out]:.3f}" for method in methods),
             time.perf_counter() - start,
         )
 
@@ -102,6 +115,17 @@ def image_to_expression(
         method: {"mean_pearson": float(np.mean(list(scores.values()))), "per_section": scores}
         for method, scores in per_section.items()
     }
+
+
+def _with_instructions(adata: AnnData) -> AnnData:
+    """Return a copy of a section with instructions for every task its annotations support."""
+    from omnist.pp import build_instructions
+
+    adata = adata.copy()
+    label_keys = [key for key in ("cluster_annotation",) if key in adata.obs]
+    proportion_keys = [key for key in ("proportions_major",) if key in adata.obsm]
+    build_instructions(adata, label_keys=label_keys, proportion_keys=proportion_keys)
+    return adata
 
 
 def format_table(task: str, results: dict[str, dict], metric: str = "mean_pearson") -> str:

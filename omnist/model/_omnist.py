@@ -329,7 +329,7 @@ class OmniST:
     @property
     def temperature(self) -> float:
         """Scale applied to cosine similarities before the softmax over candidate texts."""
-        return float(self.backbone.text_decoder.log_temperature.exp())
+        return float(self.backbone.text_decoder.log_temperature.detach().exp())
 
     @torch.no_grad()
     def spot_embeddings(self, states: torch.Tensor) -> np.ndarray:
@@ -350,6 +350,7 @@ class OmniST:
                 {
                     "tasks": [task.to_dict() for task in self.tasks],
                     "label_sets": self.label_sets,
+                    "instructions": self.instructions,
                     "history": self.history,
                 },
                 indent=2,

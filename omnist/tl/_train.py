@@ -165,7 +165,7 @@ def train(
             known = model.instructions.setdefault(row_task, [])
             if row_instruction not in known:
                 known.append(row_instruction)
-    data = [_task_data(group, adatas, inputs, offsets, vocabulary, model, layer) for group in groups]
+    data = [_task_data(group, adatas, inputs, offsets, vocabulary, model, layer, instructions_key) for group in groups]
     data = [item for item in data if len(item)]
     if not data:
         raise ValueError("No training spots: every target is missing or NaN in the sections.")
@@ -265,7 +265,17 @@ def _fill_missing_images(parts: list[SpotInputs], config: OmniSTConfig) -> list[
     return parts
 
 
-def _task_data(group, adatas, inputs, offsets, vocabulary, model, layer) -> TaskData:
+def _record_labels(model: OmniST, group: _Group, values: list[str], texts: list[str]) -> None:
+    """Record a label set on the model under its target, shared by every task that learns from it."""
+    record = model.label_sets.setdefault(group.target, {"tasks": [], "values": [], "texts": []})
+    record["tasks"] = sorted({*record["tasks"], *group.members})
+    for value, text in zip(values, texts, strict=True):
+        if value not in record["values"]:
+            record["values"].append(value)
+            record["texts"].append(text)
+
+
+def _task_data(group, adatas, inputs, offsets, vocabulary, model, layer, instructions_key) -> TaskData:
     rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in group.sections])
     kind, targets, candidates = "expression", None, []
     if group.target == "expression" and group.task.output == "embedding":
@@ -278,14 +288,14 @@ def _task_data(group, adatas, inputs, offsets, vocabulary, model, layer) -> Task
         values = sorted({str(v) for i in group.sections for v in adatas[i].obs[key].dropna().unique()})
         descriptions = {}
         for i in group.sections:
-            descriptions.update(adatas[i].uns.get("omnist", {}).get("label_descriptions", {}).get(key, {}))
+            descriptions.update(adatas[i].uns.get(instructions_key, {}).get("label_descriptions", {}).get(key, {}))
         candidates = [describe_label(value, descriptions) for value in values]
         labels = np.concatenate([adatas[i].obs[key].astype(object).to_numpy() for i in group.sections])
         position = {value: index for index, value in enumerate(values)}
         targets = np.array([position.get(str(v), -1) if not pd.isna(v) else -1 for v in labels])
         keep = targets >= 0
         rows, targets = rows[keep], targets[keep]
-        model.label_sets[group.target] = {"task": group.task.name, "values": values, "texts": candidates}
+        _record_labels(model, group, values, candidates)
     elif group.target.startswith("obsm:"):
         key = group.target[5:]
         kind = "proportions"
@@ -295,7 +305,7 @@ def _task_data(group, adatas, inputs, offsets, vocabulary, model, layer) -> Task
         keep = np.isfinite(table).all(axis=1)
         rows, targets = rows[keep], table[keep] / table[keep].sum(axis=1, keepdims=True)
         candidates = [describe_label(value) for value in values]
-        model.label_sets[group.target] = {"task": group.task.name, "values": values, "texts": candidates}
+        _record_labels(model, group, values, candidates)
     else:
         raise ValueError(f"Target {group.target!r} of task {group.task.name!r} is not understood.")
     return TaskData(group.task, group.instructions, inputs, kind, targets, rows, candidates, group.target)

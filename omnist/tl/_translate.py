@@ -129,7 +129,7 @@ def translate(
         obs_columns[key] = model.score_texts(embeddings, [text])[:, 0].astype(np.float64)
         uns_entry["query"] = text
     elif task.name == "region_to_text":
-        values, texts = _candidates(model, instruction, labels)
+        values, texts = _candidates(model, instruction, labels, task.name)
         embeddings = model.text_embeddings(states)
         regions = adata.obs[groupby].astype("category")
         for region in regions.cat.categories:
@@ -147,7 +147,7 @@ def translate(
             }
         uns_entry["groupby"] = groupby
     else:
-        values, texts = _candidates(model, instruction, labels)
+        values, texts = _candidates(model, instruction, labels, task.name)
         embeddings = model.text_embeddings(states)
         logits = model.score_texts(embeddings, texts) * model.temperature
         probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -181,29 +181,36 @@ def translate(
 
 def _is_proportion_task(model: OmniST, task_name: str) -> bool:
     return any(
-        target.startswith("obsm:") and record["task"] == task_name for target, record in model.label_sets.items()
+        target.startswith("obsm:") and task_name in record["tasks"] for target, record in model.label_sets.items()
     )
 
 
-def _candidates(model: OmniST, instruction: str, labels: Sequence[str] | None) -> tuple[list[str], list[str]]:
-    """Return candidate label values and the texts the decoder scores them by."""
+def _candidates(
+    model: OmniST, instruction: str, labels: Sequence[str] | None, task_name: str = ""
+) -> tuple[list[str], list[str]]:
+    """Return candidate label values and the texts the decoder scores them by.
+
+    Without ``labels``, the label sets the task was trained on are candidates; with several, the one whose key
+    is closest to the instruction is used, with a warning.
+    """
     if labels is not None:
         values = [str(label) for label in dict.fromkeys(labels)]
         if not values:
             raise ValueError("labels is empty: pass at least one candidate label.")
         return values, [describe_label(value) for value in values]
-    if not model.label_sets:
+    targets = [target for target, record in model.label_sets.items() if task_name in record["tasks"]]
+    targets = targets or list(model.label_sets)
+    if not targets:
         raise ValueError("The model was trained on no labels: pass candidate names with labels=[...].")
-    targets = list(model.label_sets)
     if len(targets) > 1:
         names = [target.split(":", 1)[1].replace("_", " ") for target in targets]
         similarity = model.text.embed(names) @ model.text.embed([instruction])[0]
-        targets = [targets[int(np.argmax(similarity))]]
-        if len(model.label_sets) > 1:
-            warnings.warn(
-                f"The model knows several label sets {list(model.label_sets)}; using {targets[0]!r}, the closest to "
-                "the instruction. Pass labels=[...] to choose.",
-                stacklevel=3,
-            )
+        chosen = targets[int(np.argmax(similarity))]
+        warnings.warn(
+            f"The model knows several label sets {targets}; using {chosen!r}, the closest to the instruction. "
+            "Pass labels=[...] to choose.",
+            stacklevel=3,
+        )
+        targets = [chosen]
     record = model.label_sets[targets[0]]
     return list(record["values"]), list(record["texts"])
