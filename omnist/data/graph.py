@@ -13,7 +13,7 @@ def neighbour_table(adata: AnnData, n_neighs: int = DEFAULT_N_NEIGHBOURS) -> np.
     """Return neighbour indices ``(N, n_neighs)`` (-1 = none) from ``obsp["spatial_connectivities"]``.
 
     When ``adata`` has no graph yet, a k-nearest-neighbour graph is built with
-    ``squidpy.gr.spatial_neighbors`` on a copy of the coordinates; ``adata`` is not modified.
+    ``squidpy.gr.spatial_neighbors_knn`` (squidpy ≥ 1.8; ``spatial_neighbors`` before) on a copy of the coordinates; ``adata`` is not modified.
     """
     if "spatial_connectivities" in adata.obsp:
         graph = adata.obsp["spatial_connectivities"]
@@ -21,7 +21,11 @@ def neighbour_table(adata: AnnData, n_neighs: int = DEFAULT_N_NEIGHBOURS) -> np.
         if "spatial" not in adata.obsm:
             raise KeyError("adata.obsm['spatial'] is missing: the spatial graph needs spot coordinates.")
         view = AnnData(obs=adata.obs[[]], obsm={"spatial": np.asarray(adata.obsm["spatial"])[:, :2]})
-        sq.gr.spatial_neighbors(view, coord_type="generic", n_neighs=min(n_neighs, max(adata.n_obs - 1, 1)))
+        k = min(n_neighs, max(adata.n_obs - 1, 1))
+        if hasattr(sq.gr, "spatial_neighbors_knn"):
+            sq.gr.spatial_neighbors_knn(view, n_neighs=k)
+        else:
+            sq.gr.spatial_neighbors(view, coord_type="generic", n_neighs=k)
         graph = view.obsp["spatial_connectivities"]
     graph = graph.tocsr()
     table = np.full((adata.n_obs, n_neighs), -1, dtype=np.int64)

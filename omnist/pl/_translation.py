@@ -96,7 +96,7 @@ def translation(
     )
     figure = plt.gcf()
     if save is not None:
-        figure.savefig(save, dpi=150, bbox_inches="tight")
+        figure.savefig(save, dpi=100, bbox_inches="tight")
     if show is None or show:
         plt.show()
         return None
