@@ -12,8 +12,9 @@ DEFAULT_N_NEIGHBOURS = 6
 def neighbour_table(adata: AnnData, n_neighs: int = DEFAULT_N_NEIGHBOURS) -> np.ndarray:
     """Return neighbour indices ``(N, n_neighs)`` (-1 = none) from ``obsp["spatial_connectivities"]``.
 
-    When ``adata`` has no graph yet, a k-nearest-neighbour graph is built with
-    ``squidpy.gr.spatial_neighbors_knn`` (squidpy ≥ 1.8; ``spatial_neighbors`` before) on a copy of the coordinates; ``adata`` is not modified.
+    When ``adata`` has no graph yet, a k-nearest-neighbour graph is built on a copy of the coordinates, so
+    ``adata`` is not modified. It uses ``squidpy.gr.spatial_neighbors_knn`` (squidpy 1.8 and later), else
+    ``squidpy.gr.spatial_neighbors``.
     """
     if "spatial_connectivities" in adata.obsp:
         graph = adata.obsp["spatial_connectivities"]

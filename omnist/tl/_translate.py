@@ -79,7 +79,8 @@ def translate(
     - expression: ``obsm[key]``, a DataFrame of log1p(CP10k) with gene-symbol columns;
     - labels: ``obs[key]`` (categorical) and ``obsm[key + "_probabilities"]`` (DataFrame, one column per
       label); cell-type proportions go to ``obsm[key]``;
-    - retrieval (``text_to_region``): ``obs[key]``, the cosine similarity of each spot to the query;
+    - retrieval (``text_to_region``): ``obs[key]``, the probability the text decoder gives the query against
+      the label texts the model was trained on (a score in [0, 1] per spot);
     - description (``region_to_text``): ``uns[key][region]`` with ``texts`` and ``scores``, best first;
     - embedding: ``obsm[key]``.
 
@@ -126,7 +127,7 @@ def translate(
         query = resolved.query or instruction
         text = describe_label(query).split(": ", 1)[-1] if ": " in describe_label(query) else query
         embeddings = model.text_embeddings(states)
-        obs_columns[key] = model.score_texts(embeddings, [text])[:, 0].astype(np.float64)
+        obs_columns[key] = _query_probability(model, embeddings, text, task.name)
         uns_entry["query"] = text
     elif task.name == "region_to_text":
         values, texts = _candidates(model, instruction, labels, task.name)
@@ -177,6 +178,25 @@ def translate(
     adata.uns[key] = uns_entry
     logger.info("finished %s into %r (%.1f s)", task.name, key, time.perf_counter() - start)
     return adata if copy else None
+
+
+def _query_probability(model: OmniST, embeddings, query: str, task_name: str) -> np.ndarray:
+    """Return, per spot, the softmax probability of the query among the query and the trained label texts.
+
+    Scoring against the known labels makes the score open-set: a spot that matches a trained label well
+    gives the query little probability, while a spot that matches none of them (e.g. a region left out of
+    training) gives it more. Label texts nearly identical to the query (cosine > 0.9) are dropped, so that
+    a query naming a trained label does not compete with itself.
+    """
+    texts = [text for record in model.label_sets.values() if task_name in record["tasks"] for text in record["texts"]]
+    texts = list(dict.fromkeys(texts))
+    if texts:
+        similarity = model.text.embed(texts) @ model.text.embed([query])[0]
+        texts = [text for text, value in zip(texts, similarity, strict=True) if value <= 0.9]
+    logits = model.score_texts(embeddings, [query, *texts]).astype(np.float64) * model.temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    probabilities = np.exp(logits)
+    return probabilities[:, 0] / probabilities.sum(axis=1)
 
 
 def _is_proportion_task(model: OmniST, task_name: str) -> bool:
