@@ -55,3 +55,50 @@ def make_small_config():
         return OmniSTConfig(d_model=32, n_layers=1, n_heads=2, image_width=8)
 
     return make
+
+
+# Pixel size given to the squidpy Visium crop, so that its SpatialData shapes are in µm.
+CROP_MICRONS_PER_PIXEL = 0.5
+
+
+@pytest.fixture(scope="session")
+def crop_spatialdata(data_dir: Path):
+    """Return a function that builds a SpatialData object of the squidpy Visium crop (image, spots, table).
+
+    The image carries a Scale transform of ``CROP_MICRONS_PER_PIXEL`` and the spots are in µm, so readers
+    must map them back to image pixels.
+    """
+
+    def build():
+        import anndata as ad
+        import numpy as np
+        import pandas as pd
+        import spatialdata as sd
+        from PIL import Image
+        from spatialdata.models import Image2DModel, ShapesModel, TableModel
+        from spatialdata.transformations import Identity, Scale
+
+        folder = data_dir / "squidpy_visium_crop"
+        adata = ad.read_h5ad(folder / "test_data.h5ad")
+        image = np.asarray(Image.open(folder / "test_img.jpg").convert("RGB"))
+        scale = Scale([CROP_MICRONS_PER_PIXEL, CROP_MICRONS_PER_PIXEL], axes=("x", "y"))
+        image_element = Image2DModel.parse(
+            image.transpose(2, 0, 1), dims=("c", "y", "x"), transformations={"global": scale}
+        )
+        diameter_px = adata.uns["spatial"]["V1_Adult_Mouse_Brain"]["scalefactors"]["spot_diameter_fullres"]
+        shapes = ShapesModel.parse(
+            adata.obsm["spatial"].astype(float) * CROP_MICRONS_PER_PIXEL,
+            geometry=0,
+            radius=np.full(adata.n_obs, diameter_px / 2 * CROP_MICRONS_PER_PIXEL),
+            index=np.arange(adata.n_obs),
+            transformations={"global": Identity()},
+        )
+        table = adata.copy()
+        del table.uns["spatial"]
+        del table.obsm["spatial"]
+        table.obs["region"] = pd.Categorical(["spots"] * table.n_obs)
+        table.obs["spot_id"] = np.arange(adata.n_obs)
+        table = TableModel.parse(table, region="spots", region_key="region", instance_key="spot_id")
+        return sd.SpatialData(images={"he": image_element}, shapes={"spots": shapes}, tables={"table": table})
+
+    return build

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -18,7 +17,6 @@ import pytest
 import scanpy as sc
 import squidpy as sq
 from anndata.tests.helpers import assert_equal
-from PIL import Image
 
 import omnist
 from omnist.model import OmniST
@@ -56,7 +54,6 @@ EPOCHS = 10
 N_GENES = 200
 # Filters the anndata 0.12 FutureWarning about "/" in keys, which the cell type "CAFs MSC/iCAF-like" raises.
 SLASH_WARNING = "ignore:Forward slashes:FutureWarning"
-CROP_MICRONS_PER_PIXEL = 0.5
 
 pytestmark = [
     pytest.mark.filterwarnings(SLASH_WARNING),
@@ -488,37 +485,9 @@ def test_compose_text_image_supports():
 # Image support, from a SpatialData object
 
 
-def _crop_spatialdata(folder: Path):
-    import spatialdata as sd
-    from spatialdata.models import Image2DModel, ShapesModel, TableModel
-    from spatialdata.transformations import Identity, Scale
-
-    adata = ad.read_h5ad(folder / "test_data.h5ad")
-    image = np.asarray(Image.open(folder / "test_img.jpg").convert("RGB"))
-    scale = Scale([CROP_MICRONS_PER_PIXEL, CROP_MICRONS_PER_PIXEL], axes=("x", "y"))
-    image_element = Image2DModel.parse(
-        image.transpose(2, 0, 1), dims=("c", "y", "x"), transformations={"global": scale}
-    )
-    diameter_px = adata.uns["spatial"]["V1_Adult_Mouse_Brain"]["scalefactors"]["spot_diameter_fullres"]
-    shapes = ShapesModel.parse(
-        adata.obsm["spatial"].astype(float) * CROP_MICRONS_PER_PIXEL,
-        geometry=0,
-        radius=np.full(adata.n_obs, diameter_px / 2 * CROP_MICRONS_PER_PIXEL),
-        index=np.arange(adata.n_obs),
-        transformations={"global": Identity()},
-    )
-    table = adata.copy()
-    del table.uns["spatial"]
-    del table.obsm["spatial"]
-    table.obs["region"] = pd.Categorical(["spots"] * table.n_obs)
-    table.obs["spot_id"] = np.arange(adata.n_obs)
-    table = TableModel.parse(table, region="spots", region_key="region", instance_key="spot_id")
-    return sd.SpatialData(images={"he": image_element}, shapes={"spots": shapes}, tables={"table": table})
-
-
 @pytest.fixture(scope="module")
-def crop(data_dir) -> ad.AnnData:
-    sdata = _crop_spatialdata(data_dir / "squidpy_visium_crop")
+def crop(crop_spatialdata) -> ad.AnnData:
+    sdata = crop_spatialdata()
     return omnist.datasets.from_spatialdata(sdata, "table", "he", spot_diameter_um=55.0)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from pathlib import Path
 
 import anndata as ad
 import matplotlib
@@ -17,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from anndata.tests.helpers import assert_equal
-from PIL import Image
 
 matplotlib.use("Agg")
 
@@ -39,14 +37,13 @@ QUERY_KEY = "cancer_score"
 QUERY = "find cancer 1"
 IMAGE_INSTRUCTION = "classify tissue regions from histology"
 EXPRESSION_INSTRUCTION = "label every spot with its cluster annotation from expression"
-CROP_MICRONS_PER_PIXEL = 0.5
 # Filters the anndata 0.12 FutureWarning about "/" in keys, which the cell type "CAFs MSC/iCAF-like" raises.
 SLASH_WARNING = "ignore:Forward slashes:FutureWarning"
 
 pytestmark = [
     pytest.mark.filterwarnings(SLASH_WARNING),
     pytest.mark.filterwarnings("ignore:.*genes are not in the model's vocabulary:UserWarning"),
-    pytest.mark.filterwarnings("ignore:The model knows several label sets:UserWarning"),
+    pytest.mark.filterwarnings("ignore:The model has several label sets:UserWarning"),
 ]
 
 
@@ -551,37 +548,9 @@ def test_benchmark_saves_file(tmp_path):
 # SpatialData
 
 
-def _crop_spatialdata(folder: Path):
-    import spatialdata as sd
-    from spatialdata.models import Image2DModel, ShapesModel, TableModel
-    from spatialdata.transformations import Identity, Scale
-
-    adata = ad.read_h5ad(folder / "test_data.h5ad")
-    image = np.asarray(Image.open(folder / "test_img.jpg").convert("RGB"))
-    scale = Scale([CROP_MICRONS_PER_PIXEL, CROP_MICRONS_PER_PIXEL], axes=("x", "y"))
-    image_element = Image2DModel.parse(
-        image.transpose(2, 0, 1), dims=("c", "y", "x"), transformations={"global": scale}
-    )
-    diameter_px = adata.uns["spatial"]["V1_Adult_Mouse_Brain"]["scalefactors"]["spot_diameter_fullres"]
-    shapes = ShapesModel.parse(
-        adata.obsm["spatial"].astype(float) * CROP_MICRONS_PER_PIXEL,
-        geometry=0,
-        radius=np.full(adata.n_obs, diameter_px / 2 * CROP_MICRONS_PER_PIXEL),
-        index=np.arange(adata.n_obs),
-        transformations={"global": Identity()},
-    )
-    table = adata.copy()
-    del table.uns["spatial"]
-    del table.obsm["spatial"]
-    table.obs["region"] = pd.Categorical(["spots"] * table.n_obs)
-    table.obs["spot_id"] = np.arange(adata.n_obs)
-    table = TableModel.parse(table, region="spots", region_key="region", instance_key="spot_id")
-    return sd.SpatialData(images={"he": image_element}, shapes={"spots": shapes}, tables={"table": table})
-
-
 @pytest.fixture(scope="module")
-def crop_done(data_dir, make_small_config) -> tuple[ad.AnnData, OmniST]:
-    sdata = _crop_spatialdata(data_dir / "squidpy_visium_crop")
+def crop_done(crop_spatialdata, make_small_config) -> tuple[ad.AnnData, OmniST]:
+    sdata = crop_spatialdata()
     adata = omnist.datasets.from_spatialdata(sdata, "table", "he", spot_diameter_um=55.0)
     training = adata.copy()
     omnist.pp.build_instructions(training, label_keys=["leiden"])

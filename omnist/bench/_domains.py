@@ -96,7 +96,7 @@ def load_dlpfc(
     for name in sections:
         path = Path(data_dir) / f"{name}.h5ad"
         if not path.is_file():
-            raise FileNotFoundError(f"DLPFC section file {path} not found: pass the folder that holds {name}.h5ad.")
+            raise FileNotFoundError(f"DLPFC section file {path} not found: pass the folder that contains {name}.h5ad.")
         adatas[name] = _first_spots(ad.read_h5ad(path), max_spots)
     return adatas
 

@@ -22,7 +22,7 @@ def get_library_id(adata: AnnData, library_id: str | None = None) -> str:
         )
     if library_id is None:
         if len(libraries) > 1:
-            raise ValueError(f"adata.uns['spatial'] holds several libraries {sorted(libraries)}: pass library_id.")
+            raise ValueError(f"adata.uns['spatial'] contains several libraries {sorted(libraries)}: pass library_id.")
         return next(iter(libraries))
     if library_id not in libraries:
         raise KeyError(f"library_id {library_id!r} is not in adata.uns['spatial']; available: {sorted(libraries)}.")

@@ -49,7 +49,7 @@ class GeneVocabulary:
         return np.asarray(positions, dtype=np.int64)
 
     def lookup(self, names, symbols=None) -> tuple[np.ndarray, np.ndarray]:
-        """Return vocabulary positions of the section genes the vocabulary knows, and those genes' names.
+        """Return vocabulary positions of the section genes that are in the vocabulary, and those genes' names.
 
         A gene is matched by its name in ``names`` (``var_names``) or, failing that, by its entry in
         ``symbols`` (e.g. ``var["gene_symbol"]``), case-insensitively.

@@ -45,7 +45,7 @@ def section_patches(
     """Return the patches of a section at the model's window and size, and the window in µm.
 
     Patches already in ``obsm[key]`` are used when ``uns["omnist"]["patches"]`` shows the same window and
-    size; otherwise they are cut from the image in memory, and ``adata`` is not modified.
+    size. Otherwise they are cut from the image in memory, and ``adata`` is not modified.
     """
     stored = adata.uns.get("omnist", {}).get("patches", {})
     if key in adata.obsm and stored.get("key", key) == key and stored.get("out_px") == patch_px:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# Segment types the trunk tells apart with a learned type embedding.
+# Segment types, each with its own learned type embedding in the trunk.
 SEGMENTS = ("instruction", "image", "expression", "graph", "text", "query")
 
 
@@ -33,7 +33,7 @@ class Trunk(nn.Module):
         Parameters
         ----------
         segments
-            ``(segment type, tokens (B, L, d), padding mask (B, L) or None)``; the last segment holds the
+            ``(segment type, tokens (B, L, d), padding mask (B, L) or None)``; the last segment contains the
             output query tokens, whose states the decoders read.
         """
         batch = max(tokens.shape[0] for _, tokens, _ in segments)

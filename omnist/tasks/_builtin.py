@@ -1,4 +1,4 @@
-"""Tasks every omnist installation knows."""
+"""Tasks registered in every omnist installation."""
 
 from omnist.tasks._registry import _register_builtin
 from omnist.tasks._spec import TaskSpec

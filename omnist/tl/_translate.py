@@ -210,8 +210,8 @@ def _candidates(
 ) -> tuple[list[str], list[str]]:
     """Return candidate label values and the texts the decoder scores them by.
 
-    Without ``labels``, the label sets the task was trained on are candidates; with several, the one whose key
-    is closest to the instruction is used, with a warning.
+    Without ``labels``, the candidates are the label sets the task was trained on. When there are several, the
+    one whose key is closest to the instruction is used, with a warning.
     """
     if labels is not None:
         values = [str(label) for label in dict.fromkeys(labels)]
@@ -227,7 +227,7 @@ def _candidates(
         similarity = model.text.embed(names) @ model.text.embed([instruction])[0]
         chosen = targets[int(np.argmax(similarity))]
         warnings.warn(
-            f"The model knows several label sets {targets}; using {chosen!r}, the closest to the instruction. "
+            f"The model has several label sets {targets}, so {chosen!r}, the closest to the instruction, is used. "
             "Pass labels=[...] to choose.",
             stacklevel=3,
         )
