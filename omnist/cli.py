@@ -72,6 +72,11 @@ def _add_task_parsers(tasks, common: argparse.ArgumentParser) -> None:
         parents=[options, folds, datasets],
         help="find and assign a layer / region whose label training never saw (WM, adipose tissue)",
     )
+    tasks.add_parser(
+        "explain",
+        parents=[options, folds, datasets],
+        help="explain each labelled region of held-out sections; fraction named correctly (omnist vs logreg_pca)",
+    )
     everything = tasks.add_parser(
         "all",
         parents=[options, folds],
@@ -81,7 +86,7 @@ def _add_task_parsers(tasks, common: argparse.ArgumentParser) -> None:
         "--image-genes",
         type=int,
         default=250,
-        help="number of top-expressed genes of image-to-expression (default: %(default)s)",
+        help="number of top-expressed genes of image-to-expression and expression-to-image (default: %(default)s)",
     )
 
 
@@ -106,6 +111,26 @@ def _parser() -> argparse.ArgumentParser:
     image.add_argument("--epochs", type=int, default=20, help="training epochs per fold (default: %(default)s)")
     image.add_argument("--genes", type=int, default=250, help="number of top-expressed genes (default: %(default)s)")
     image.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    image.add_argument(
+        "--multitask",
+        action="store_true",
+        help="also train a model per fold on every task the sections' annotations support (omnist_multitask)",
+    )
+    retrieval = tasks.add_parser(
+        "expression-to-image",
+        parents=[common],
+        help="leave-one-section-out retrieval of each spot's H&E patch from its expression on her2st",
+    )
+    retrieval.add_argument(
+        "--data-dir", default=_default_her2st(), help="folder of a her2st clone (default: $OMNIST_DATA_DIR/her2st)"
+    )
+    retrieval.add_argument("--sections", nargs="+", default=None, help="sections to use (default: all with an image)")
+    retrieval.add_argument("--out", default="omnist_out/bench", help="folder for results.json (default: %(default)s)")
+    retrieval.add_argument("--epochs", type=int, default=20, help="training epochs per fold (default: %(default)s)")
+    retrieval.add_argument(
+        "--genes", type=int, default=250, help="number of top-expressed genes (default: %(default)s)"
+    )
+    retrieval.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     _add_task_parsers(tasks, common)
 
     demo = commands.add_parser("demo", parents=[common], help="train on her2st C2–C5, translate C6, save a figure")
@@ -132,20 +157,22 @@ def main(argv: list[str] | None = None) -> int:
         run_demo(args.data_dir, args.out, epochs=args.epochs, seed=args.seed)
         return 0
 
-    if args.task != "image-to-expression":
+    if args.task not in ("image-to-expression", "expression-to-image"):
         _run_tasks(args)
         return 0
 
-    from omnist.bench import format_table, image_to_expression, load_image_sections
+    from omnist.bench import expression_to_image, format_table, image_to_expression, load_image_sections
 
     adatas = load_image_sections(args.data_dir, args.sections)
-    results = {
-        "image_to_expression": image_to_expression(adatas, n_genes=args.genes, epochs=args.epochs, seed=args.seed)
-    }
-    print(format_table("image_to_expression", results["image_to_expression"]))
+    options = {"n_genes": args.genes, "epochs": args.epochs, "seed": args.seed}
+    if args.task == "image-to-expression":
+        name, record = "image_to_expression", image_to_expression(adatas, multitask=args.multitask, **options)
+    else:
+        name, record = "expression_to_image", expression_to_image(adatas, **options)
+    print(format_table(name, record))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.json").write_text(json.dumps({name: record}, indent=2))
     print(f"results: {out / 'results.json'}")
     return 0
 
@@ -189,13 +216,16 @@ def _run_tasks(args: argparse.Namespace) -> None:
             add("text_to_region_her2st", _text_to_region(spec, adatas, test_sections, models, options))
         if task in ("zero-shot", "all"):
             add(f"zero_shot_{spec.name}", _zero_shot(spec, adatas, test_sections, models, options))
+        if task in ("explain", "all"):
+            add(f"explain_{spec.name}", _explain(spec, adatas, test_sections, models, options))
 
     if task == "all":
-        from omnist.bench import image_to_expression, load_image_sections
+        from omnist.bench import expression_to_image, image_to_expression, load_image_sections
 
         image_sections = load_image_sections(data_dir / "her2st")
-        record = image_to_expression(image_sections, n_genes=args.image_genes, epochs=args.epochs, seed=args.seed)
-        add("image_to_expression", record)
+        image_options = {"n_genes": args.image_genes, "epochs": args.epochs, "seed": args.seed}
+        add("image_to_expression", image_to_expression(image_sections, **image_options))
+        add("expression_to_image", expression_to_image(image_sections, **image_options))
 
     print(f"results: {Path(args.out) / RESULTS_FILE}")
 
@@ -235,6 +265,19 @@ def _text_to_region(spec, adatas, test_sections, models, options) -> dict:
         adatas,
         test_sections=test_sections,
         label_key=spec.label_key,
+        ignore_labels=spec.ignore_labels,
+        models=models,
+        **options,
+    )
+
+
+def _explain(spec, adatas, test_sections, models, options) -> dict:
+    from omnist.bench import explain_regions
+
+    return explain_regions(
+        adatas,
+        label_key=spec.label_key,
+        test_sections=test_sections,
         ignore_labels=spec.ignore_labels,
         models=models,
         **options,

@@ -22,6 +22,7 @@ from omnist.bench import (
     classification_scores,
     cluster_kmeans,
     domains,
+    explain_regions,
     expression_to_domain,
     format_table,
     hvg_expression,
@@ -431,6 +432,29 @@ def test_her2st_domain_and_retrieval(her2st_sections, her2st_models, small_optio
     assert len(her2st_models) == 1
 
 
+def test_her2st_explain_regions_scores_every_region(her2st_sections, her2st_models, small_options):
+    results = explain_regions(
+        her2st_sections,
+        label_key=HER2ST.label_key,
+        test_sections=[HER2ST.test_section],
+        ignore_labels=HER2ST.ignore_labels,
+        models=her2st_models,
+        **small_options,
+    )
+    assert list(results) == ["omnist", "logreg_pca", "majority"]
+    for method, record in results.items():
+        scores = record["per_section"][HER2ST.test_section]
+        # B1 has four regions once "undetermined" is left out.
+        assert scores["n_regions"] == 4.0, method
+        assert scores["identity_accuracy"] in {0.0, 0.25, 0.5, 0.75, 1.0}, method
+    # explain cites only genes with adjusted p < 0.05.
+    assert results["omnist"]["markers_significant"] == 1.0
+    # Invasive cancer has the most A1 + C1 spots and is one of B1's four regions.
+    assert results["majority"]["identity_accuracy"] == 0.25
+    # The same training sections and options as the domain task: the model is reused, not trained again.
+    assert len(her2st_models) == 1
+
+
 def test_zero_shot_section_without_label(her2st_sections):
     # Breast glands occur only in B1, so the A1 fold has nothing to find and must not train a model.
     models = ModelCache()
@@ -462,7 +486,7 @@ def test_her2st_marker_score_finds_connective(her2st_sections):
 # Command line
 
 
-@pytest.mark.parametrize("task", ["expression-to-domain", "domains", "text-to-region", "zero-shot", "all"])
+@pytest.mark.parametrize("task", ["expression-to-domain", "domains", "text-to-region", "zero-shot", "explain", "all"])
 def test_cli_task_help(task, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", task, "--help"])
@@ -527,8 +551,14 @@ def fake_tasks(monkeypatch):
         omnist.bench, "load_pathology_sections", lambda path, sections, max_spots: dict.fromkeys(sections)
     )
     monkeypatch.setattr(omnist.bench, "load_image_sections", lambda path: {"C2": None, "C3": None})
+
+    def fake_expression_to_image(adatas, **options):
+        calls.append(("expression_to_image", list(adatas), None))
+        return {"fake": {"recall_10": 0.1, "per_section": {"C2": {"recall_10": 0.1}}}}
+
     monkeypatch.setattr(omnist.bench, "image_to_expression", fake_image_to_expression)
-    for name in ("expression_to_domain", "domains", "text_to_region", "zero_shot"):
+    monkeypatch.setattr(omnist.bench, "expression_to_image", fake_expression_to_image)
+    for name in ("expression_to_domain", "domains", "text_to_region", "zero_shot", "explain_regions"):
         monkeypatch.setattr(omnist.bench, name, fake_task(name))
     return calls
 
@@ -540,10 +570,13 @@ def test_cli_all_writes_every_task(fake_tasks, tmp_path, capsys):
         "expression_to_domain_dlpfc",
         "domains_dlpfc",
         "zero_shot_dlpfc",
+        "explain_dlpfc",
         "expression_to_domain_her2st",
         "text_to_region_her2st",
         "zero_shot_her2st",
+        "explain_her2st",
         "image_to_expression",
+        "expression_to_image",
     ]
     printed = capsys.readouterr().out
     assert printed.splitlines()[0].split() == ["expression_to_domain_dlpfc", "mean", DLPFC.test_section]
@@ -552,7 +585,8 @@ def test_cli_all_writes_every_task(fake_tasks, tmp_path, capsys):
 
 def test_cli_all_shares_models_per_dataset(fake_tasks, tmp_path):
     main(["bench", "all", "--data-dir", str(tmp_path), "--out", str(tmp_path)])
-    label_tasks = [(sections, models) for name, sections, models in fake_tasks if name != "image_to_expression"]
+    image_tasks = ("image_to_expression", "expression_to_image")
+    label_tasks = [(sections, models) for name, sections, models in fake_tasks if name not in image_tasks]
     dlpfc = {id(models) for sections, models in label_tasks if set(sections) <= set(DLPFC.sections)}
     her2st = {id(models) for sections, models in label_tasks if set(sections) <= set(HER2ST.sections)}
     assert len(dlpfc) == 1

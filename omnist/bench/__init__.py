@@ -18,6 +18,8 @@ from omnist.bench._domains import (
     smooth_spatially,
     train_label_model,
 )
+from omnist.bench._explain import explain_regions
+from omnist.bench._expression_to_image import expression_to_image, random_retrieval, retrieval_scores, ridge_retrieval
 from omnist.bench._image_to_expression import image_to_expression, load_image_sections
 from omnist.bench._metrics import mean_pearson, pearson_per_gene
 from omnist.bench._report import format_table, summarise, write_results
@@ -44,6 +46,8 @@ __all__ = [
     "cluster_kmeans",
     "domains",
     "expression_to_domain",
+    "expression_to_image",
+    "explain_regions",
     "format_table",
     "hvg_expression",
     "image_to_expression",
@@ -57,8 +61,11 @@ __all__ = [
     "pca_embedding",
     "pearson_per_gene",
     "precision_at_k",
+    "random_retrieval",
     "random_scores",
+    "retrieval_scores",
     "ridge_probe",
+    "ridge_retrieval",
     "smooth_spatially",
     "summarise",
     "text_to_region",

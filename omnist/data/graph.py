@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import squidpy as sq
 from anndata import AnnData
 
 DEFAULT_N_NEIGHBOURS = 6
+
+# squidpy logs each graph it builds through this logger at INFO level, straight to the console.
+_SQUIDPY_LOGGER = "spatialdata._logging"
+
+
+@contextmanager
+def _quiet_graph_log() -> Iterator[None]:
+    """Hold squidpy's per-call graph message back; omnist builds a graph for every section it reads."""
+    logger = logging.getLogger(_SQUIDPY_LOGGER)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def neighbour_table(adata: AnnData, n_neighs: int = DEFAULT_N_NEIGHBOURS) -> np.ndarray:
@@ -23,10 +42,11 @@ def neighbour_table(adata: AnnData, n_neighs: int = DEFAULT_N_NEIGHBOURS) -> np.
             raise KeyError("adata.obsm['spatial'] is missing: the spatial graph needs spot coordinates.")
         view = AnnData(obs=adata.obs[[]], obsm={"spatial": np.asarray(adata.obsm["spatial"])[:, :2]})
         k = min(n_neighs, max(adata.n_obs - 1, 1))
-        if hasattr(sq.gr, "spatial_neighbors_knn"):
-            sq.gr.spatial_neighbors_knn(view, n_neighs=k)
-        else:
-            sq.gr.spatial_neighbors(view, coord_type="generic", n_neighs=k)
+        with _quiet_graph_log():
+            if hasattr(sq.gr, "spatial_neighbors_knn"):
+                sq.gr.spatial_neighbors_knn(view, n_neighs=k)
+            else:
+                sq.gr.spatial_neighbors(view, coord_type="generic", n_neighs=k)
         graph = view.obsp["spatial_connectivities"]
     graph = graph.tocsr()
     table = np.full((adata.n_obs, n_neighs), -1, dtype=np.int64)

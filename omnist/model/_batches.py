@@ -90,7 +90,8 @@ class TaskData:
 
     ``kind`` is ``"expression"`` (standardised values over the vocabulary, NaN = unmeasured), ``"labels"``
     (an index into ``candidates``, -1 = unlabelled), ``"proportions"`` (a distribution over
-    ``candidates``) or ``"masked"`` (the spot's own expression, partly hidden from the input).
+    ``candidates``), ``"masked"`` (the spot's own expression, partly hidden from the input) or
+    ``"paired_image"`` (the spot's own H&E patch; the other spots of the batch are the negatives).
     """
 
     task: TaskSpec
@@ -116,4 +117,6 @@ class TaskData:
             targets = np.where(hidden, override, np.nan).astype(np.float32)
             override[hidden] = np.nan
         inputs = spot_tensors(self.inputs, self.task.inputs, indices, device, generator=generator, expression=override)
+        if self.kind == "paired_image":
+            return inputs, spot_tensors(self.inputs, ("image",), indices, device, generator=generator)
         return inputs, torch.from_numpy(np.asarray(targets)).to(device)

@@ -34,6 +34,9 @@ WEIGHTS_FILE = "model.safetensors"
 GENES_FILE = "genes.json"
 TASKS_FILE = "tasks.json"
 
+# Softmax temperature of the cosine similarities between paired embeddings (expression ↔ H&E patch).
+PAIRED_TEMPERATURE = 0.1
+
 _TEXT_ENCODERS: dict[str, TextEncoder] = {}
 
 
@@ -211,6 +214,9 @@ class OmniST:
                 inputs, target = item.batch(positions, self.device, local)
                 with autocast(self.device):
                     state = self.backbone.encode(tokens, padding, inputs, item.task.output)
+                    if item.kind == "paired_image":
+                        # The paired patches go through the same trunk and decoder under the same instruction.
+                        target = self.backbone.encode(tokens, padding, target, item.task.output)
                     loss = self._loss(item, state, target, candidates[task_index])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
@@ -238,6 +244,8 @@ class OmniST:
             if not measured.any():
                 return prediction.sum() * 0.0
             return ((prediction - torch.nan_to_num(target)) ** 2)[measured].mean()
+        if item.kind == "paired_image":
+            return _paired_loss(self.backbone.decode_embedding(state), self.backbone.decode_embedding(target))
         logits = self.backbone.decode_text(state, candidates).float()
         if item.kind == "labels":
             if (target < 0).all():
@@ -334,7 +342,12 @@ class OmniST:
     @torch.no_grad()
     def spot_embeddings(self, states: torch.Tensor) -> np.ndarray:
         """Return embedding-decoder outputs ``(spots, d_model)`` of output states."""
-        return self.backbone.decode_embedding(states.to(self.device)).float().cpu().numpy()
+        return torch.cat(
+            [
+                self.backbone.decode_embedding(states[i : i + 1024].to(self.device)).float().cpu()
+                for i in range(0, len(states), 1024)
+            ]
+        ).numpy()
 
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json``, ``model.safetensors``, ``genes.json`` and ``tasks.json`` to ``directory``.
@@ -399,6 +412,17 @@ class OmniST:
         model.label_sets = dict(task_file.get("label_sets", {}))
         model.instructions = {name: list(items) for name, items in task_file.get("instructions", {}).items()}
         return model
+
+
+def _paired_loss(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Return the symmetric InfoNCE loss of row-paired embeddings; the other rows of the batch are negatives."""
+    first = torch.nn.functional.normalize(first.float(), dim=-1)
+    second = torch.nn.functional.normalize(second.float(), dim=-1)
+    logits = first @ second.T / PAIRED_TEMPERATURE
+    labels = torch.arange(len(logits), device=logits.device)
+    return 0.5 * (
+        torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)
+    )
 
 
 def expression_frame(values: np.ndarray, obs_names: pd.Index, genes: Sequence[str]) -> pd.DataFrame:

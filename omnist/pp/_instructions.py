@@ -34,9 +34,9 @@ def build_instructions(
 ) -> None:
     """Write paraphrased training instructions for every task the AnnData can teach.
 
-    Tasks come from the registry. ``image_to_expression`` and ``image_to_domain`` need an H&E image that
-    resolves a patch to at least 32 px; tasks with expression input need counts in ``X``; label tasks
-    (``expression_to_domain``, ``text_to_region``, ``region_to_text``) need ``obs`` columns in
+    Tasks come from the registry. ``image_to_expression``, ``expression_to_image`` and ``image_to_domain``
+    need an H&E image that resolves a patch to at least 32 px; tasks with expression input need counts in
+    ``X``; label tasks (``expression_to_domain``, ``text_to_region``, ``region_to_text``) need ``obs`` columns in
     ``label_keys``; ``expression_to_cell_type`` needs ``obsm`` DataFrames of proportions in
     ``proportion_keys``; ``text_keys`` name ``obs`` columns of free text (e.g. cluster annotations) that
     serve retrieval and description. ``embed`` is always added.
@@ -103,6 +103,7 @@ def build_instructions(
     has_image = _has_usable_image(adata)
     if has_image:
         add("image_to_expression", "expression", {})
+        add("expression_to_image", "image", {})
     for key in label_keys:
         name = key.replace("_", " ")
         add("expression_to_domain", f"obs:{key}", {"label": name})

@@ -93,6 +93,20 @@ BUILTIN_TASKS = (
         description="Candidate texts ranked with scores for each region (group of spots).",
     ),
     TaskSpec(
+        name="expression_to_image",
+        templates=(
+            "retrieve the H&E patch that matches each spot's expression",
+            "which histology patch goes with this expression profile",
+            "match every spot's transcriptome to a stained tissue patch",
+            "look up H&E image patches from gene expression",
+            "rank tissue image patches by how well they fit the expression of each spot",
+        ),
+        inputs=("expression", "graph"),
+        output="embedding",
+        target="image",
+        description="H&E patches ranked by how well they match a spot's expression (cross-modal retrieval).",
+    ),
+    TaskSpec(
         name="embed",
         templates=(
             "embed each spot",

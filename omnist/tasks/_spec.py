@@ -25,8 +25,9 @@ class TaskSpec:
         Output modality: ``"expression"`` (a value per gene), ``"text"`` (a score per candidate text) or
         ``"embedding"``.
     target
-        What the training target is read from, for example ``"expression"`` or ``"obs:layer"``; empty when the
-        task is only served at inference.
+        What the training target is read from, for example ``"expression"``, ``"obs:layer"`` or ``"image"``
+        (the spot's own H&E patch, learned contrastively with the ``"embedding"`` output); empty when the task
+        is only served at inference.
     description
         One sentence shown in listings and error messages.
     """

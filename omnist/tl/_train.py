@@ -127,9 +127,10 @@ def train(
     groups = _collect_groups(adatas, tasks, patches_key, instructions_key)
     logger.info("training on %d sections, tasks %s", len(adatas), sorted({n for g in groups for n in g.members}))
 
-    needs_image = any("image" in group.task.inputs for group in groups)
+    reads_image = [group for group in groups if "image" in group.task.inputs or group.target == "image"]
+    needs_image = bool(reads_image)
     needs_expression = any({"expression", "graph"} & set(group.task.inputs) for group in groups)
-    image_sections = [adatas[i] for group in groups if "image" in group.task.inputs for i in group.sections]
+    image_sections = [adatas[i] for group in reads_image for i in group.sections]
     vocabulary = _fit_vocabulary(adatas, _choose_genes(adatas, genes, n_genes, image_sections or None), layer)
 
     config = OmniSTConfig() if config is None else OmniSTConfig.from_dict(config.to_dict())
@@ -137,7 +138,7 @@ def train(
         config.model_id = uuid.uuid4().hex[:12]
     _TRAINED_IDS.add(config.model_id)
     torch.manual_seed(seed)
-    image_rows = {i for group in groups if "image" in group.task.inputs for i in group.sections}
+    image_rows = {i for group in reads_image for i in group.sections}
     parts = []
     for index, adata in enumerate(adatas):
         part = SpotInputs(n=adata.n_obs)
@@ -280,6 +281,13 @@ def _task_data(group, adatas, inputs, offsets, vocabulary, model, layer, instruc
     kind, targets, candidates = "expression", None, []
     if group.target == "expression" and group.task.output == "embedding":
         kind, targets = "masked", np.zeros(len(rows), dtype=np.float32)
+    elif group.target == "image":
+        if group.task.output != "embedding":
+            raise ValueError(
+                f"Task {group.task.name!r} has target 'image', which is learned through the 'embedding' output, "
+                f"but its output is {group.task.output!r}."
+            )
+        kind, targets = "paired_image", np.zeros(len(rows), dtype=np.float32)
     elif group.target == "expression":
         targets = np.concatenate([expression_targets(adatas[i], vocabulary, layer) for i in group.sections])
     elif group.target.startswith("obs:"):

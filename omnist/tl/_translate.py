@@ -31,6 +31,8 @@ def translate(
     genes: Sequence[str] | None = None,
     labels: Sequence[str] | None = None,
     groupby: str | None = None,
+    gallery: AnnData | None = None,
+    top_k: int = 10,
     patches_key: str = "omnist_patches",
     layer: str | None = None,
     batch_size: int = 256,
@@ -61,8 +63,13 @@ def translate(
         (zero-shot), since the text decoder scores any text. Defaults to the labels the model was trained on.
     groupby
         ``obs`` column of regions, required by ``region_to_text``.
+    gallery
+        Spots whose H&E patches ``expression_to_image`` searches; defaults to ``adata`` itself, which then
+        needs an image.
+    top_k
+        Number of best-matching patches ``expression_to_image`` reports per spot.
     patches_key
-        ``obsm`` key of precomputed patches.
+        ``obsm`` key of precomputed patches (of ``adata`` and of ``gallery``).
     layer
         Layer with raw counts instead of ``X``.
     batch_size
@@ -82,6 +89,10 @@ def translate(
     - retrieval (``text_to_region``): ``obs[key]``, the probability the text decoder gives the query against
       the label texts the model was trained on (a score in [0, 1] per spot);
     - description (``region_to_text``): ``uns[key][region]`` with ``texts`` and ``scores``, best first;
+    - patch retrieval (``expression_to_image``): ``obsm[key]``, a DataFrame of the ``top_k`` gallery spot
+      names whose patches match each spot's expression best (columns ``"1"`` … best first), and
+      ``obsm[key + "_scores"]``, their cosine similarities; without ``gallery``, also ``obs[key + "_rank"]``,
+      the rank of the spot's own patch (1 = best);
     - embedding: ``obsm[key]``.
 
     Every call writes ``uns[key]["params"]`` (instruction, task, similarity, model id, omnist version, date).
@@ -108,6 +119,14 @@ def translate(
     logger.info("instruction %r resolved to task %s (similarity %.2f)", instruction, task.name, resolved.score)
     if task.name == "region_to_text" and (groupby is None or groupby not in adata.obs):
         raise KeyError(f"region_to_text needs groupby= naming an obs column of regions; got {groupby!r}.")
+    if task.target == "image":
+        if top_k < 1:
+            raise ValueError(f"top_k={top_k} must be at least 1.")
+        if gallery is not None:
+            check_adata(gallery, "gallery", require_genes=False)
+        gallery_inputs = spot_inputs(
+            adata if gallery is None else gallery, model, ("image",), patches_key=patches_key, progress=progress
+        )
 
     if task.output == "expression":
         chosen = list(genes) if genes is not None else (resolved.genes or model.genes)
@@ -121,6 +140,22 @@ def translate(
     if task.output == "expression":
         values = model.expression_from_states(states, chosen, batch_size=batch_size)
         obsm_entries[key] = expression_frame(values, adata.obs_names, chosen)
+    elif task.target == "image":
+        gallery_names = (adata if gallery is None else gallery).obs_names
+        patch_states = model.encode_spots(
+            gallery_inputs, instruction, ("image",), task.output, batch_size=batch_size, progress=progress
+        )
+        own = gallery is None or gallery is adata
+        top, scores, ranks = _match_patches(
+            model.spot_embeddings(states), model.spot_embeddings(patch_states), top_k, own=own
+        )
+        columns = pd.Index([str(i + 1) for i in range(top.shape[1])], dtype=str)
+        names = np.asarray(gallery_names, dtype=object)[top]
+        obsm_entries[key] = pd.DataFrame(names, index=adata.obs_names, columns=columns)
+        obsm_entries[f"{key}_scores"] = pd.DataFrame(scores, index=adata.obs_names, columns=columns)
+        if ranks is not None:
+            obs_columns[f"{key}_rank"] = ranks
+        uns_entry["n_gallery"] = len(gallery_names)
     elif task.output == "embedding":
         obsm_entries[key] = model.spot_embeddings(states)
     elif task.name == "text_to_region":
@@ -178,6 +213,33 @@ def translate(
     adata.uns[key] = uns_entry
     logger.info("finished %s into %r (%.1f s)", task.name, key, time.perf_counter() - start)
     return adata if copy else None
+
+
+def _match_patches(
+    queries: np.ndarray, patches: np.ndarray, top_k: int, *, own: bool, chunk: int = 2048
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Return the ``top_k`` patch indices and cosine similarities per query, best first.
+
+    With ``own`` (query i and patch i are the same spot) also return the rank of each spot's own patch,
+    1 = best, with ties counted in the spot's favour.
+    """
+    queries = queries / np.linalg.norm(queries, axis=1, keepdims=True).clip(min=1e-12)
+    patches = patches / np.linalg.norm(patches, axis=1, keepdims=True).clip(min=1e-12)
+    top_k = min(top_k, len(patches))
+    top = np.empty((len(queries), top_k), dtype=np.int64)
+    scores = np.empty((len(queries), top_k), dtype=np.float32)
+    ranks = np.empty(len(queries), dtype=np.int64) if own else None
+    for start in range(0, len(queries), chunk):
+        similarity = queries[start : start + chunk] @ patches.T
+        best = np.argpartition(-similarity, top_k - 1, axis=1)[:, :top_k]
+        order = np.argsort(-np.take_along_axis(similarity, best, axis=1), axis=1, kind="stable")
+        top[start : start + chunk] = np.take_along_axis(best, order, axis=1)
+        scores[start : start + chunk] = np.take_along_axis(similarity, top[start : start + chunk], axis=1)
+        if ranks is not None:
+            rows = np.arange(len(similarity))
+            mine = similarity[rows, start + rows]
+            ranks[start : start + chunk] = 1 + (similarity > mine[:, None]).sum(axis=1)
+    return top, scores, ranks
 
 
 def _query_probability(model: OmniST, embeddings, query: str, task_name: str) -> np.ndarray:
