@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     image.add_argument("--genes", type=int, default=250, help="number of top-expressed genes (default: %(default)s)")
     image.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     image.add_argument(
+        "--test-sections", nargs="+", default=None, help="held-out sections (default: every section in turn)"
+    )
+    image.add_argument(
         "--multitask",
         action="store_true",
         help="also train a model per fold on every task the sections' annotations support (omnist_multitask)",
@@ -131,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
         "--genes", type=int, default=250, help="number of top-expressed genes (default: %(default)s)"
     )
     retrieval.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    retrieval.add_argument(
+        "--test-sections", nargs="+", default=None, help="held-out sections (default: every section in turn)"
+    )
     _add_task_parsers(tasks, common)
 
     demo = commands.add_parser("demo", parents=[common], help="train on her2st C2–C5, translate C6, save a figure")
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from omnist.bench import expression_to_image, format_table, image_to_expression, load_image_sections
 
     adatas = load_image_sections(args.data_dir, args.sections)
-    options = {"n_genes": args.genes, "epochs": args.epochs, "seed": args.seed}
+    options = {"n_genes": args.genes, "epochs": args.epochs, "seed": args.seed, "test_sections": args.test_sections}
     if args.task == "image-to-expression":
         name, record = "image_to_expression", image_to_expression(adatas, multitask=args.multitask, **options)
     else:

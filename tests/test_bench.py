@@ -240,3 +240,17 @@ def test_cli_bench_without_data_dir(monkeypatch, capsys):
     status = main(["bench", "image-to-expression", "--sections", "C2", "C3"])
     assert status == 2
     assert "--data-dir" in capsys.readouterr().err
+
+
+def test_image_to_expression_test_sections_one_fold(image_sections, make_small_config):
+    results = image_to_expression(
+        image_sections, n_genes=20, epochs=1, config=make_small_config(), test_sections=["C3"], progress=False
+    )
+    for method, record in results.items():
+        assert list(record["per_section"]) == ["C3"], method
+        assert record["mean_pearson"] == record["per_section"]["C3"], method
+
+
+def test_image_to_expression_unknown_test_section_raises(image_sections):
+    with pytest.raises(ValueError, match="'C9'"):
+        image_to_expression(image_sections, test_sections=["C9"], progress=False)

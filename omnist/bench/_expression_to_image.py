@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from anndata import AnnData
@@ -77,6 +78,7 @@ def expression_to_image(
     epochs: int = 20,
     seed: int = 0,
     config: OmniSTConfig | None = None,
+    test_sections: Sequence[str] | None = None,
     progress: bool = True,
 ) -> dict[str, dict]:
     """Run leave-one-section-out expression → H&E patch retrieval for omnist, a ridge map and chance.
@@ -96,6 +98,8 @@ def expression_to_image(
         Seed of the omnist models.
     config
         Sizes of the omnist models.
+    test_sections
+        Held-out sections (default: every section in turn); each fold trains on all other sections.
     progress
         Show progress bars.
 
@@ -109,7 +113,12 @@ def expression_to_image(
     features = {name: _zscore(image_features(adata.obsm["omnist_patches"])) for name, adata in adatas.items()}
     per_section: dict[str, dict[str, dict]] = {"omnist": {}, "ridge": {}, "random": {}}
 
-    for held_out, test in adatas.items():
+    test_sections = list(adatas) if test_sections is None else list(test_sections)
+    unknown = [name for name in test_sections if name not in adatas]
+    if unknown:
+        raise ValueError(f"Test sections {unknown} are not among the loaded sections {list(adatas)}.")
+    for held_out in test_sections:
+        test = adatas[held_out]
         start = time.perf_counter()
         training = [name for name in adatas if name != held_out]
         per_section["random"][held_out] = random_retrieval(test.n_obs)

@@ -53,6 +53,7 @@ def image_to_expression(
     seed: int = 0,
     config: OmniSTConfig | None = None,
     multitask: bool = False,
+    test_sections: Sequence[str] | None = None,
     progress: bool = True,
 ) -> dict[str, dict]:
     """Run leave-one-section-out image → expression for omnist, the ridge probe and the mean predictor.
@@ -63,6 +64,9 @@ def image_to_expression(
     With ``multitask`` a second omnist model per fold (``omnist_multitask``) also learns every task that
     :func:`omnist.pp.build_instructions` generates from the training sections' cluster annotations and
     cell-type proportions, and is scored on the same image → expression task.
+
+    ``test_sections`` limits the held-out sections (default: every section in turn); each fold still
+    trains on all other sections.
 
     Returns
     -------
@@ -75,7 +79,11 @@ def image_to_expression(
     methods = (*METHODS, MULTITASK) if multitask else METHODS
     per_section: dict[str, dict[str, float]] = {method: {} for method in methods}
 
-    for held_out in adatas:
+    test_sections = list(adatas) if test_sections is None else list(test_sections)
+    unknown = [name for name in test_sections if name not in adatas]
+    if unknown:
+        raise ValueError(f"Test sections {unknown} are not among the loaded sections {list(adatas)}.")
+    for held_out in test_sections:
         start = time.perf_counter()
         training = [name for name in adatas if name != held_out]
         train_targets = np.concatenate([targets[name] for name in training])
