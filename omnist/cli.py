@@ -79,8 +79,13 @@ def _add_task_parsers(tasks, common: argparse.ArgumentParser) -> None:
     )
     everything = tasks.add_parser(
         "all",
-        parents=[options, folds],
-        help="run every benchmark task, image-to-expression included, into one results.json",
+        parents=[options, folds, datasets],
+        help="run every benchmark task, the her2st image tasks included, into one results.json",
+    )
+    everything.add_argument(
+        "--skip-image-tasks",
+        action="store_true",
+        help="leave out image-to-expression and expression-to-image (the slowest tasks on a CPU)",
     )
     everything.add_argument(
         "--image-genes",
@@ -225,7 +230,7 @@ def _run_tasks(args: argparse.Namespace) -> None:
         if task in ("explain", "all"):
             add(f"explain_{spec.name}", _explain(spec, adatas, test_sections, models, options))
 
-    if task == "all":
+    if task == "all" and "her2st" in datasets and not args.skip_image_tasks:
         from omnist.bench import expression_to_image, image_to_expression, load_image_sections
 
         image_sections = load_image_sections(data_dir / "her2st")

@@ -641,3 +641,17 @@ def test_cli_domains_every_dlpfc_section(fake_tasks, tmp_path):
 def test_results_are_finite_floats(dlpfc_domain_results):
     for record in dlpfc_domain_results.values():
         assert all(math.isfinite(value) for value in record["per_section"][DLPFC.test_section].values())
+
+
+def test_cli_all_skip_image_tasks(fake_tasks, tmp_path):
+    main(["bench", "all", "--skip-image-tasks", "--data-dir", str(tmp_path), "--out", str(tmp_path)])
+    names = [name for name, _, _ in fake_tasks]
+    assert "image_to_expression" not in names
+    assert "expression_to_image" not in names
+    assert "explain_regions" in names
+
+
+def test_cli_all_one_dataset(fake_tasks, tmp_path):
+    main(["bench", "all", "--dataset", "dlpfc", "--data-dir", str(tmp_path), "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results) == ["expression_to_domain_dlpfc", "domains_dlpfc", "zero_shot_dlpfc", "explain_dlpfc"]

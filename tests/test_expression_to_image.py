@@ -58,7 +58,7 @@ def c4_matched(retrieval_model, load_her2st):
     return adata
 
 
-def test_build_instructions_adds_expression_to_image_with_image(load_her2st):
+def test_build_instructions_adds_patch_retrieval(load_her2st):
     adata = load_her2st("C2")
     omnist.pp.build_instructions(adata)
     rows = adata.uns["omnist"]["instructions"].query("task == 'expression_to_image'")
@@ -67,26 +67,26 @@ def test_build_instructions_adds_expression_to_image_with_image(load_her2st):
     assert set(rows["output"]) == {"embedding"}
 
 
-def test_build_instructions_skips_expression_to_image_without_image(load_her2st):
+def test_build_instructions_without_image_skips_retrieval(load_her2st):
     adata = load_her2st("A1")
     omnist.pp.build_instructions(adata, label_keys=["pathology"])
     assert "expression_to_image" not in set(adata.uns["omnist"]["instructions"]["task"])
 
 
-def test_train_learns_only_expression_to_image(retrieval_model):
+def test_train_patch_retrieval_loss_falls(retrieval_model):
     assert [task.name for task in retrieval_model.tasks] == ["expression_to_image"]
     losses = [record["expression_to_image"] for record in retrieval_model.history]
     assert losses[-1] < losses[0]
 
 
-def test_translate_expression_to_image_held_out_above_chance(c4_matched):
+def test_patch_retrieval_above_chance(c4_matched):
     # Random ranking puts a spot's own patch at rank (n + 1) / 2 on average.
     ranks = c4_matched.obs["patch_rank"].to_numpy()
     assert np.median(ranks) < c4_matched.n_obs / 3
     assert np.mean(ranks) < 0.4 * c4_matched.n_obs
 
 
-def test_translate_expression_to_image_writes_documented_slots(c4_matched, load_her2st):
+def test_patch_retrieval_writes_documented_slots(c4_matched, load_her2st):
     before = load_her2st("C4")
     assert set(c4_matched.obsm) - set(before.obsm) == {"patch", "patch_scores"}
     assert set(c4_matched.obs.columns) - set(before.obs.columns) == {"patch_rank"}
@@ -95,7 +95,7 @@ def test_translate_expression_to_image_writes_documented_slots(c4_matched, load_
     assert c4_matched.uns["patch"]["n_gallery"] == c4_matched.n_obs
 
 
-def test_translate_expression_to_image_top_k_sorted(c4_matched):
+def test_patch_retrieval_top_k_sorted(c4_matched):
     names = c4_matched.obsm["patch"]
     scores = c4_matched.obsm["patch_scores"].to_numpy()
     assert list(names.columns) == ["1", "2", "3", "4", "5"]
@@ -107,31 +107,32 @@ def test_translate_expression_to_image_top_k_sorted(c4_matched):
     assert (names["1"].to_numpy()[first] == c4_matched.obs_names.to_numpy()[first]).all()
 
 
-def test_translate_expression_to_image_gallery_of_other_section(retrieval_model, load_her2st):
+def test_patch_retrieval_other_gallery(retrieval_model, load_her2st):
     query, gallery = load_her2st("A1"), load_her2st("C4")
     _translate(query, retrieval_model, key_added="match", gallery=gallery, top_k=3)
     assert "match_rank" not in query.obs
     assert query.obsm["match"].shape == (query.n_obs, 3)
     assert query.obsm["match"].isin(gallery.obs_names).all().all()
     assert query.uns["match"]["n_gallery"] == gallery.n_obs
-    assert "match" not in gallery.uns and "match" not in gallery.obsm
+    assert "match" not in gallery.uns
+    assert "match" not in gallery.obsm
 
 
-def test_translate_expression_to_image_top_k_capped_at_gallery(retrieval_model, load_her2st):
+def test_patch_retrieval_small_gallery(retrieval_model, load_her2st):
     adata = load_her2st("C4")
     gallery = adata[:4].copy()
     _translate(adata, retrieval_model, key_added="few", gallery=gallery, top_k=50)
     assert adata.obsm["few"].shape == (adata.n_obs, 4)
 
 
-def test_translate_expression_to_image_bad_top_k_raises(retrieval_model, load_her2st):
+def test_patch_retrieval_bad_top_k(retrieval_model, load_her2st):
     adata = load_her2st("C4")
     with pytest.raises(ValueError, match="top_k=0"):
         _translate(adata, retrieval_model, top_k=0)
     assert "omnist_expression_to_image" not in adata.uns
 
 
-def test_translate_expression_to_image_without_image_names_slot(retrieval_model, load_her2st):
+def test_patch_retrieval_without_image(retrieval_model, load_her2st):
     adata = load_her2st("A1")
     before = (set(adata.obsm), set(adata.uns), set(adata.obs.columns))
     with pytest.raises(KeyError, match="uns\\['spatial'\\]|images"):
@@ -139,7 +140,7 @@ def test_translate_expression_to_image_without_image_names_slot(retrieval_model,
     assert (set(adata.obsm), set(adata.uns), set(adata.obs.columns)) == before
 
 
-def test_expression_to_image_slots_survive_h5ad_and_concat(c4_matched, tmp_path):
+def test_patch_retrieval_slots_roundtrip(c4_matched, tmp_path):
     adata = c4_matched.copy()
     path = tmp_path / "c4.h5ad"
     with warnings.catch_warnings():
@@ -154,7 +155,7 @@ def test_expression_to_image_slots_survive_h5ad_and_concat(c4_matched, tmp_path)
     assert both.obs["patch_rank"].notna().all()
 
 
-def test_checkpoint_restores_expression_to_image(retrieval_model, c4_matched, load_her2st, tmp_path):
+def test_patch_retrieval_after_checkpoint(retrieval_model, c4_matched, load_her2st, tmp_path):
     retrieval_model.save(tmp_path / "model")
     loaded = omnist.OmniST.load(tmp_path / "model")
     adata = load_her2st("C4")
@@ -167,13 +168,13 @@ def test_checkpoint_restores_expression_to_image(retrieval_model, c4_matched, lo
 # Benchmark
 
 
-def test_retrieval_scores_perfect_and_worst():
+def test_retrieval_scores_best_and_worst():
     assert retrieval_scores(np.ones(10), 10) == {"recall_1": 1.0, "recall_10": 1.0, "median_rank": 0.1}
     worst = retrieval_scores(np.full(20, 20), 20)
-    assert worst["recall_1"] == 0.0 and worst["recall_10"] == 0.0 and worst["median_rank"] == 1.0
+    assert worst == {"recall_1": 0.0, "recall_10": 0.0, "median_rank": 1.0}
 
 
-def test_random_retrieval_matches_uniform_ranks():
+def test_random_retrieval_uniform_ranks():
     n = 101
     expected = random_retrieval(n)
     measured = retrieval_scores(np.arange(1, n + 1), n)
@@ -186,7 +187,7 @@ def bench_results(her2st_dir, make_small_config):
     return expression_to_image(sections, n_genes=50, epochs=1, config=make_small_config(), progress=False)
 
 
-def test_expression_to_image_bench_methods_and_sections(bench_results):
+def test_retrieval_bench_layout(bench_results):
     assert set(bench_results) == {"omnist", "ridge", "random"}
     for method, record in bench_results.items():
         assert list(record["per_section"]) == ["C2", "C3"], method
@@ -194,14 +195,14 @@ def test_expression_to_image_bench_methods_and_sections(bench_results):
             assert 0.0 <= record[metric] <= 1.0, (method, metric)
 
 
-def test_expression_to_image_bench_ridge_above_chance(bench_results):
+def test_retrieval_bench_ridge_above_chance(bench_results):
     # Expression predicts colour and texture features well enough to rank the own patch above chance.
     assert bench_results["ridge"]["recall_10"] > bench_results["random"]["recall_10"]
     assert bench_results["ridge"]["median_rank"] < bench_results["random"]["median_rank"]
 
 
 @pytest.mark.slow
-def test_cli_bench_expression_to_image_writes_results(her2st_dir, tmp_path, capsys):
+def test_cli_retrieval_bench_writes_results(her2st_dir, tmp_path, capsys):
     out = tmp_path / "bench"
     argv = ["bench", "expression-to-image", "--data-dir", str(her2st_dir), "--sections", "C2", "C3"]
     status = main([*argv, "--epochs", "1", "--genes", "20", "--out", str(out)])

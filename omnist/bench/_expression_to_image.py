@@ -55,9 +55,9 @@ def ridge_retrieval(
 ) -> np.ndarray:
     """Rank held-out patches by a linear map from expression to image features; return each spot's own rank.
 
-    Standardise → PCA → ridge predicts the image features of a spot from its log1p(CP10k) expression; the
-    held-out patches are ranked by cosine similarity between predicted and actual features. Features are
-    z-scored within each section, as omnist standardises colour per section.
+    Standardise → PCA → ridge predicts the image features of a spot from its log1p(CP10k) expression. The
+    held-out patches are then ranked by cosine similarity between predicted and actual features. Features
+    are z-scored within each section, as omnist standardises colour per section.
     """
     n_components = min(n_components, train_expression.shape[1], train_expression.shape[0] - 1)
     model = make_pipeline(
@@ -83,7 +83,7 @@ def expression_to_image(
 ) -> dict[str, dict]:
     """Run leave-one-section-out expression → H&E patch retrieval for omnist, a ridge map and chance.
 
-    Each held-out spot's expression queries all patches of its own section; the metrics are recall@1,
+    Each held-out spot's expression queries all patches of its own section. The metrics are recall@1,
     recall@10 and the median rank of the spot's own patch as a fraction of the section's spots.
 
     Parameters
