@@ -268,3 +268,22 @@ def test_train_bad_input_raises_and_keeps_input(data_dir, mutate, error, match):
 def test_translate_empty_adata_raises(dlpfc_model, dlpfc_test):
     with pytest.raises(ValueError, match="no spots"):
         omnist.tl.translate(dlpfc_test[:0].copy(), "find white matter", model=dlpfc_model)
+
+
+def test_label_weights_favour_rare_classes():
+    from omnist.tl._train import label_weights
+
+    targets = np.array([0, 0, 0, 1, 3])
+    weights = label_weights(targets, 4)
+    assert weights[1] > weights[0]
+    assert weights[3] == pytest.approx(weights[1])
+    assert weights[2] == 0.0
+    # The mean weight over training spots stays 1, so the loss scale matches the unweighted loss.
+    assert weights[targets].mean() == pytest.approx(1.0)
+
+
+def test_label_weights_off(monkeypatch):
+    import omnist.tl._train as train_module
+
+    monkeypatch.setattr(train_module, "LABEL_BALANCE", 0)
+    assert train_module.label_weights(np.array([0, 0, 1]), 2) is None

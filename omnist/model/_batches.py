@@ -92,6 +92,7 @@ class TaskData:
     (an index into ``candidates``, -1 = unlabelled), ``"proportions"`` (a distribution over
     ``candidates``), ``"masked"`` (the spot's own expression, partly hidden from the input) or
     ``"paired_image"`` (the spot's own H&E patch; the other spots of the batch are the negatives).
+    ``class_weights`` weight the cross-entropy of ``"labels"`` per candidate.
     """
 
     task: TaskSpec
@@ -102,6 +103,7 @@ class TaskData:
     rows: np.ndarray
     candidates: list[str] = field(default_factory=list)
     target_key: str = ""
+    class_weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -250,7 +250,10 @@ class OmniST:
         if item.kind == "labels":
             if (target < 0).all():
                 return logits.sum() * 0.0
-            return torch.nn.functional.cross_entropy(logits, target.long(), ignore_index=-1)
+            weight = None
+            if item.class_weights is not None:
+                weight = torch.as_tensor(item.class_weights, dtype=logits.dtype, device=logits.device)
+            return torch.nn.functional.cross_entropy(logits, target.long(), weight=weight, ignore_index=-1)
         if item.kind == "proportions":
             return -(target.float() * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
         raise ValueError(f"Task {item.task.name!r} has target kind {item.kind!r}, which fit cannot train.")

@@ -34,6 +34,8 @@ from omnist.tl._validate import check_adata
 logger = logging.getLogger(__name__)
 
 DEFAULT_N_GENES = 1000
+# Exponent of the inverse class frequency that weights the label loss: 0 = unweighted, 1 = fully balanced.
+LABEL_BALANCE = 0.5
 
 # Model ids handed out in this process; a config reused for another training gets a fresh id.
 _TRAINED_IDS: set[str] = set()
@@ -276,9 +278,21 @@ def _record_labels(model: OmniST, group: _Group, values: list[str], texts: list[
             record["texts"].append(text)
 
 
+def label_weights(targets: np.ndarray, n_classes: int) -> np.ndarray | None:
+    """Return cross-entropy weights per class, (n / count) ** LABEL_BALANCE normalised to a spot mean of 1."""
+    if LABEL_BALANCE == 0 or len(targets) == 0:
+        return None
+    counts = np.bincount(targets, minlength=n_classes).astype(np.float64)
+    weights = np.zeros(n_classes)
+    present = counts > 0
+    weights[present] = (counts[present].sum() / counts[present]) ** LABEL_BALANCE
+    weights /= (weights * counts).sum() / counts.sum()
+    return weights.astype(np.float32)
+
+
 def _task_data(group, adatas, inputs, offsets, vocabulary, model, layer, instructions_key) -> TaskData:
     rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in group.sections])
-    kind, targets, candidates = "expression", None, []
+    kind, targets, candidates, weights = "expression", None, [], None
     if group.target == "expression" and group.task.output == "embedding":
         kind, targets = "masked", np.zeros(len(rows), dtype=np.float32)
     elif group.target == "image":
@@ -303,6 +317,7 @@ def _task_data(group, adatas, inputs, offsets, vocabulary, model, layer, instruc
         targets = np.array([position.get(str(v), -1) if not pd.isna(v) else -1 for v in labels])
         keep = targets >= 0
         rows, targets = rows[keep], targets[keep]
+        weights = label_weights(targets, len(values))
         _record_labels(model, group, values, candidates)
     elif group.target.startswith("obsm:"):
         key = group.target[5:]
@@ -316,4 +331,4 @@ def _task_data(group, adatas, inputs, offsets, vocabulary, model, layer, instruc
         _record_labels(model, group, values, candidates)
     else:
         raise ValueError(f"Target {group.target!r} of task {group.task.name!r} is not understood.")
-    return TaskData(group.task, group.instructions, inputs, kind, targets, rows, candidates, group.target)
+    return TaskData(group.task, group.instructions, inputs, kind, targets, rows, candidates, group.target, weights)
