@@ -323,7 +323,8 @@ def test_explain_identity_rank_on_held_out(f1, model):
         ranks.append(labels.index(name) + 1)
     correct = sum(rank == 1 for rank in ranks)
     n_labels = len(model.label_sets["obs:pathology"]["values"])
-    print(f"F1 identity ranks {ranks}: {correct} of {len(regions)} regions named; chance mean rank {(n_labels + 1) / 2}")
+    chance = (n_labels + 1) / 2
+    print(f"F1 identity ranks {ranks}: {correct} of {len(regions)} regions named; chance mean rank {chance}")
     assert np.mean(ranks) < 3.0
     assert correct >= 1
 

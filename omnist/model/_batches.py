@@ -92,7 +92,8 @@ class TaskData:
     (an index into ``candidates``, -1 = unlabelled), ``"proportions"`` (a distribution over
     ``candidates``), ``"masked"`` (the spot's own expression, partly hidden from the input) or
     ``"paired_image"`` (the spot's own H&E patch; the other spots of the batch are the negatives).
-    ``class_weights`` weight the cross-entropy of ``"labels"`` per candidate.
+    ``class_weights`` weight the cross-entropy of ``"labels"`` per candidate. ``texts`` holds the text input
+    of tasks that read one: token embeddings and padding of each distinct text, and the text of each row.
     """
 
     task: TaskSpec
@@ -104,6 +105,7 @@ class TaskData:
     candidates: list[str] = field(default_factory=list)
     target_key: str = ""
     class_weights: np.ndarray | None = None
+    texts: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -118,7 +120,14 @@ class TaskData:
             hidden = (generator.random(override.shape) < MASK_FRACTION) & np.isfinite(override)
             targets = np.where(hidden, override, np.nan).astype(np.float32)
             override[hidden] = np.nan
-        inputs = spot_tensors(self.inputs, self.task.inputs, indices, device, generator=generator, expression=override)
+        modalities = tuple(modality for modality in self.task.inputs if modality != "text")
+        inputs = spot_tensors(self.inputs, modalities, indices, device, generator=generator, expression=override)
+        if "text" in self.task.inputs:
+            if self.texts is None:
+                raise ValueError(f"Task {self.task.name!r} reads text, but its training spots have no text input.")
+            tokens, padding, which = self.texts
+            chosen = torch.from_numpy(which[positions])
+            inputs["text"] = {"tokens": tokens[chosen].to(device), "padding": padding[chosen].to(device)}
         if self.kind == "paired_image":
             return inputs, spot_tensors(self.inputs, ("image",), indices, device, generator=generator)
         return inputs, torch.from_numpy(np.asarray(targets)).to(device)

@@ -291,6 +291,16 @@ class OmniST:
         return out
 
     @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str], instruction: str, output: str) -> torch.Tensor:
+        """Return the output-query states ``(len(texts), d_model)`` of text inputs, on the CPU."""
+        tokens, padding = self._instruction_tokens(instruction)
+        text_tokens, text_padding = self.text.tokens(list(texts))
+        inputs = {"text": {"tokens": text_tokens.to(self.device), "padding": text_padding.to(self.device)}}
+        self.backbone.eval()
+        with autocast(self.device):
+            return self.backbone.encode(tokens, padding, inputs, output).float().cpu()
+
+    @torch.no_grad()
     def predict_expression(
         self,
         inputs: SpotInputs,
@@ -309,9 +319,18 @@ class OmniST:
 
     @torch.no_grad()
     def expression_from_states(
-        self, states: torch.Tensor, genes: Sequence[str] | None = None, *, batch_size: int = 256
+        self,
+        states: torch.Tensor,
+        genes: Sequence[str] | None = None,
+        *,
+        batch_size: int = 256,
+        standardised: bool = False,
     ) -> np.ndarray:
-        """Return log1p(CP10k) ``(spots, genes)`` decoded from expression-query states."""
+        """Return log1p(CP10k) ``(spots, genes)`` decoded from expression-query states.
+
+        With ``standardised`` the values stay standardised by the vocabulary's per-gene mean and standard
+        deviation over the training spots.
+        """
         genes = self.genes if genes is None else list(genes)
         positions = self.vocabulary.index(genes)
         gene_index = torch.from_numpy(positions).to(self.device)
@@ -319,7 +338,8 @@ class OmniST:
         for start in range(0, len(states), batch_size):
             chunk = states[start : start + batch_size].to(self.device)
             values.append(self.backbone.decode_expression(chunk, gene_index).float().cpu())
-        return self.vocabulary.unstandardise(torch.cat(values).numpy(), positions)
+        values = torch.cat(values).numpy()
+        return values if standardised else self.vocabulary.unstandardise(values, positions)
 
     @torch.no_grad()
     def text_embeddings(self, states: torch.Tensor) -> torch.Tensor:

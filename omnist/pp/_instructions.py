@@ -36,10 +36,10 @@ def build_instructions(
 
     Tasks come from the registry. ``image_to_expression``, ``expression_to_image`` and ``image_to_domain``
     need an H&E image that resolves a patch to at least 32 px; tasks with expression input need counts in
-    ``X``; label tasks (``expression_to_domain``, ``text_to_region``, ``region_to_text``) need ``obs`` columns in
-    ``label_keys``; ``expression_to_cell_type`` needs ``obsm`` DataFrames of proportions in
-    ``proportion_keys``; ``text_keys`` name ``obs`` columns of free text (e.g. cluster annotations) that
-    serve retrieval and description. ``embed`` is always added.
+    ``X``; label tasks (``expression_to_domain``, ``text_to_region``, ``region_to_text``,
+    ``text_to_expression``) need ``obs`` columns in ``label_keys``; ``expression_to_cell_type`` needs
+    ``obsm`` DataFrames of proportions in ``proportion_keys``; ``text_keys`` name ``obs`` columns of free
+    text (e.g. cluster annotations) that serve retrieval and description. ``embed`` is always added.
 
     Parameters
     ----------
@@ -101,6 +101,7 @@ def build_instructions(
             )
 
     has_image = _has_usable_image(adata)
+    has_expression = adata.n_vars > 0
     if has_image:
         add("image_to_expression", "expression", {})
         add("expression_to_image", "image", {})
@@ -110,6 +111,8 @@ def build_instructions(
         add("region_to_text", f"obs:{key}", {})
         if has_image:
             add("image_to_domain", f"obs:{key}", {"label": name})
+        if has_expression:
+            add("text_to_expression", f"obs:{key}", {"query": "the described region"})
         descriptions = (label_descriptions or {}).get(key)
         for value in adata.obs[key].dropna().unique():
             text = describe_label(value, descriptions)

@@ -107,6 +107,19 @@ BUILTIN_TASKS = (
         description="H&E patches ranked by how well they match a spot's expression (cross-modal retrieval).",
     ),
     TaskSpec(
+        name="text_to_expression",
+        templates=(
+            "predict the expression profile of {query}",
+            "generate a typical transcriptome for {query}",
+            "what gene expression goes with {query}",
+            "translate the description {query} into gene expression",
+        ),
+        inputs=("text",),
+        output="expression",
+        target="obs",
+        description="The expression profile (log1p CP10k) of spots that a text such as a region name describes.",
+    ),
+    TaskSpec(
         name="embed",
         templates=(
             "embed each spot",

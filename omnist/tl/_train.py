@@ -278,6 +278,42 @@ def _record_labels(model: OmniST, group: _Group, values: list[str], texts: list[
             record["texts"].append(text)
 
 
+def _text_task_data(group, adatas, inputs, offsets, vocabulary, model, layer, instructions_key, rows) -> TaskData:
+    """Return the spots of a task with text input: each labelled spot reads the text of its label."""
+    if not group.target.startswith("obs:") or group.task.output != "expression":
+        raise ValueError(
+            f"Task {group.task.name!r} reads text from target {group.target!r} into output {group.task.output!r}; "
+            "text input is trained from an obs label column ('obs:KEY') into expression output."
+        )
+    key = group.target[4:]
+    descriptions = {}
+    for i in group.sections:
+        descriptions.update(adatas[i].uns.get(instructions_key, {}).get("label_descriptions", {}).get(key, {}))
+
+    labels = np.concatenate([adatas[i].obs[key].astype(object).to_numpy() for i in group.sections])
+    keep = ~pd.isna(labels)
+    texts = [describe_label(str(value), descriptions) for value in labels[keep]]
+    distinct = list(dict.fromkeys(texts))
+    position = {text: index for index, text in enumerate(distinct)}
+    tokens, padding = model.text.tokens(distinct)
+    values = list(dict.fromkeys(str(value) for value in labels[keep]))
+    _record_labels(model, group, values, [describe_label(value, descriptions) for value in values])
+
+    targets = np.concatenate([expression_targets(adatas[i], vocabulary, layer) for i in group.sections])
+    which = np.array([position[text] for text in texts], dtype=np.int64)
+    return TaskData(
+        group.task,
+        group.instructions,
+        inputs,
+        "expression",
+        targets[keep],
+        rows[keep],
+        [],
+        group.target,
+        texts=(tokens, padding, which),
+    )
+
+
 def label_weights(targets: np.ndarray, n_classes: int) -> np.ndarray | None:
     """Return cross-entropy weights per class, (n / count) ** LABEL_BALANCE normalised to a spot mean of 1."""
     if LABEL_BALANCE == 0 or len(targets) == 0:
@@ -293,6 +329,8 @@ def label_weights(targets: np.ndarray, n_classes: int) -> np.ndarray | None:
 def _task_data(group, adatas, inputs, offsets, vocabulary, model, layer, instructions_key) -> TaskData:
     rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in group.sections])
     kind, targets, candidates, weights = "expression", None, [], None
+    if "text" in group.task.inputs:
+        return _text_task_data(group, adatas, inputs, offsets, vocabulary, model, layer, instructions_key, rows)
     if group.target == "expression" and group.task.output == "embedding":
         kind, targets = "masked", np.zeros(len(rows), dtype=np.float32)
     elif group.target == "image":

@@ -13,6 +13,7 @@ import pandas as pd
 from anndata import AnnData
 
 from omnist import __version__
+from omnist.data.expression import log1p_cp10k
 from omnist.data.labels import describe_label
 from omnist.model import OmniST
 from omnist.model._omnist import expression_frame
@@ -131,6 +132,8 @@ def translate(
     if task.output == "expression":
         chosen = list(genes) if genes is not None else (resolved.genes or model.genes)
         chosen = [model.vocabulary.symbols[position] for position in model.vocabulary.index(chosen)]
+    if "text" in task.inputs:
+        return _translate_text(adata, instruction, resolved, model, key, chosen, layer, copy, start)
     inputs = spot_inputs(adata, model, task.inputs, patches_key=patches_key, layer=layer, progress=progress)
     states = model.encode_spots(inputs, instruction, task.inputs, task.output, batch_size=batch_size, progress=progress)
 
@@ -197,22 +200,66 @@ def translate(
             )
             obsm_entries[f"{key}_probabilities"] = frame
 
+    return _write(adata, key, obs_columns, obsm_entries, uns_entry, resolved, model, copy, start)
+
+
+def _write(adata, key, obs_columns, obsm_entries, uns_entry, resolved, model, copy, start) -> AnnData | None:
+    """Write the results and ``uns[key]["params"]`` into ``adata`` or a copy of it."""
     adata = adata.copy() if copy else adata
     for column, value in obs_columns.items():
         adata.obs[column] = value
     for name, value in obsm_entries.items():
         adata.obsm[name] = value
     uns_entry["params"] = {
-        "instruction": instruction,
-        "task": task.name,
+        "instruction": resolved.instruction,
+        "task": resolved.task.name,
         "similarity": float(resolved.score),
         "model_id": model.config.model_id,
         "omnist_version": __version__,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     adata.uns[key] = uns_entry
-    logger.info("finished %s into %r (%.1f s)", task.name, key, time.perf_counter() - start)
+    logger.info("finished %s into %r (%.1f s)", resolved.task.name, key, time.perf_counter() - start)
     return adata if copy else None
+
+
+def _translate_text(adata, instruction, resolved, model, key, genes, layer, copy, start) -> AnnData | None:
+    """Run a task whose input is the query text of the instruction; it writes one expression profile.
+
+    Each spot then gets a match score: the Pearson correlation, over the genes it measured, between its
+    expression standardised per gene within the section and the contrast of the query. The contrast is the
+    query's standardised profile minus the mean standardised profile of the label texts the task learned.
+    """
+    query = resolved.query
+    if not query:
+        raise ValueError(
+            f"Instruction {instruction!r} names no text for task {resolved.task.name!r}: write it after the fixed "
+            "words or in quotes, e.g. 'predict the expression profile of \"invasive cancer\"'."
+        )
+    records = [record for record in model.label_sets.values() if resolved.task.name in record["tasks"]]
+    texts = [text for record in records for text in record["texts"]]
+    states = model.encode_texts([query, *dict.fromkeys(texts)], instruction, resolved.task.output)
+    profile = model.expression_from_states(states[:1], genes)
+    uns_entry: dict[str, object] = {"query": query, "profile": expression_frame(profile, pd.Index([query]), genes)}
+    obs_columns: dict[str, object] = {}
+    measured = [gene for gene in genes if gene in adata.var_names] if adata.n_vars else []
+    if len(measured) >= 2:
+        standardised = model.expression_from_states(states, measured, standardised=True)
+        contrast = standardised[0] - (standardised[1:].mean(axis=0) if len(standardised) > 1 else 0.0)
+        values = log1p_cp10k(adata, measured, layer)
+        std = values.std(axis=0)
+        varies = std > 1e-6
+        spots = (values[:, varies] - values[:, varies].mean(axis=0)) / std[varies]
+        obs_columns[key] = _row_pearson(spots, contrast[varies])
+    return _write(adata, key, obs_columns, {}, uns_entry, resolved, model, copy, start)
+
+
+def _row_pearson(rows: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Return the Pearson correlation of every row with ``reference``; 0 where a row or it is constant."""
+    rows = rows - rows.mean(axis=1, keepdims=True)
+    reference = reference - reference.mean()
+    norms = np.linalg.norm(rows, axis=1) * np.linalg.norm(reference)
+    return np.divide(rows @ reference, norms, out=np.zeros(len(rows)), where=norms > 0)
 
 
 def _match_patches(
