@@ -45,6 +45,11 @@ HER2ST_TEST_SECTION = "B1"
 HER2ST_IGNORED_LABELS = ("undetermined",)
 
 
+# Tasks of the models that the label benchmarks train: the label classifier with its retrieval and
+# description instructions, and the masked-gene embedding.
+LABEL_TASKS = ("expression_to_domain", "region_to_text", "text_to_region", "embed")
+
+
 @dataclass(frozen=True)
 class LabelledDataset:
     """Settings of a data set with spot labels for the label tasks of the benchmark."""
@@ -196,13 +201,16 @@ def train_label_model(
 ) -> OmniST:
     """Train omnist on copies of ``sections`` with instructions from ``build_instructions(label_keys=[label_key])``.
 
+    The model learns the tasks in ``LABEL_TASKS``, the ones the label benchmarks score, so that tasks added
+    to :func:`omnist.pp.build_instructions` later do not change these benchmarks.
+
     Spots whose label is in ``hidden_labels`` become unlabelled (NaN) before the instructions are built, so
     the model is never trained on those label names. The input sections are not modified.
     """
     copies = [hide_labels(adata, label_key, hidden_labels) for adata in sections]
     for adata in copies:
         build_instructions(adata, label_keys=[label_key], seed=seed)
-    return train(copies, n_genes=n_genes, epochs=epochs, seed=seed, config=config, progress=progress)
+    return train(copies, tasks=LABEL_TASKS, n_genes=n_genes, epochs=epochs, seed=seed, config=config, progress=progress)
 
 
 def hide_labels(adata: AnnData, label_key: str, hidden_labels: Sequence[str]) -> AnnData:

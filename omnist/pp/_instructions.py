@@ -111,8 +111,6 @@ def build_instructions(
         add("region_to_text", f"obs:{key}", {})
         if has_image:
             add("image_to_domain", f"obs:{key}", {"label": name})
-        if has_expression:
-            add("text_to_expression", f"obs:{key}", {"query": "the described region"})
         descriptions = (label_descriptions or {}).get(key)
         for value in adata.obs[key].dropna().unique():
             text = describe_label(value, descriptions)
@@ -137,6 +135,9 @@ def build_instructions(
         else:
             add(name, spec.target or "expression", {})
     add("embed", "expression", {})
+    # Added last, so that the template draws of the tasks above do not depend on it.
+    for key in label_keys if has_expression else []:
+        add("text_to_expression", f"obs:{key}", {"query": "the described region"})
 
     table = pd.DataFrame(rows, columns=COLUMNS).drop_duplicates(ignore_index=True)
     store = adata.uns.setdefault(key_added, {})
