@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -80,7 +79,8 @@ def _add_task_parsers(tasks, common: argparse.ArgumentParser) -> None:
     everything = tasks.add_parser(
         "all",
         parents=[options, folds, datasets],
-        help="run every benchmark task, the her2st image tasks included, into one results.json",
+        help="run every benchmark task into one results.json; the her2st image tasks test every section with an "
+        "image, whatever --folds says",
     )
     everything.add_argument(
         "--skip-image-tasks",
@@ -181,10 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         name, record = "expression_to_image", expression_to_image(adatas, **options)
     print(format_table(name, record))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({name: record}, indent=2))
-    print(f"results: {out / 'results.json'}")
+    from omnist.bench import write_results
+
+    print(f"results: {write_results({name: record}, args.out)}")
     return 0
 
 

@@ -212,3 +212,34 @@ def test_cli_retrieval_bench_writes_results(her2st_dir, tmp_path, capsys):
     assert set(results["expression_to_image"]) == {"omnist", "ridge", "random"}
     printed = capsys.readouterr().out
     assert printed.splitlines()[0].split()[:4] == ["expression_to_image", "metric", "mean", "C2"]
+
+
+def test_match_patches_chunks_agree_with_one_pass():
+    from omnist.tl._translate import _match_patches
+
+    generator = np.random.default_rng(0)
+    queries, patches = generator.normal(size=(11, 6)), generator.normal(size=(11, 6))
+    top, scores, ranks = _match_patches(queries, patches, 4, own=True, chunk=3)
+    normal_q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    normal_p = patches / np.linalg.norm(patches, axis=1, keepdims=True)
+    similarity = normal_q @ normal_p.T
+    expected_top = np.argsort(-similarity, axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(top, expected_top)
+    np.testing.assert_allclose(scores, np.take_along_axis(similarity, expected_top, axis=1), rtol=1e-6)
+    expected_ranks = 1 + (similarity > np.diag(similarity)[:, None]).sum(axis=1)
+    np.testing.assert_array_equal(ranks, expected_ranks)
+
+
+def test_patch_retrieval_copy_leaves_input(retrieval_model, load_her2st):
+    adata = load_her2st("C4")
+    before = (set(adata.obs.columns), set(adata.obsm), set(adata.uns))
+    result = _translate(adata, retrieval_model, key_added="patch", copy=True)
+    assert (set(adata.obs.columns), set(adata.obsm), set(adata.uns)) == before
+    assert "patch" in result.obsm
+
+
+def test_patch_retrieval_gallery_without_image(retrieval_model, load_her2st):
+    query, gallery = load_her2st("C4"), load_her2st("A1")
+    with pytest.raises(KeyError, match="gallery"):
+        _translate(query, retrieval_model, gallery=gallery)
+    assert "omnist_expression_to_image" not in query.uns

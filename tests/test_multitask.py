@@ -278,7 +278,6 @@ def test_label_weights_favour_rare_classes():
     assert weights[1] > weights[0]
     assert weights[3] == pytest.approx(weights[1])
     assert weights[2] == 0.0
-    # The mean weight over training spots stays 1, so the loss scale matches the unweighted loss.
     assert weights[targets].mean() == pytest.approx(1.0)
 
 
@@ -287,3 +286,17 @@ def test_label_weights_off(monkeypatch):
 
     monkeypatch.setattr(train_module, "LABEL_BALANCE", 0)
     assert train_module.label_weights(np.array([0, 0, 1]), 2) is None
+
+
+def test_build_instructions_extra_image_task_without_image(data_dir):
+    adata = omnist.datasets.her2st("A1", root=data_dir / "her2st")
+    with pytest.raises(ValueError, match="needs an H&E image"):
+        omnist.pp.build_instructions(adata, extra_tasks=["expression_to_image"])
+    assert "omnist" not in adata.uns
+
+
+def test_build_instructions_extra_text_task_fills_query(data_dir):
+    adata = omnist.datasets.her2st("A1", root=data_dir / "her2st")
+    omnist.pp.build_instructions(adata, label_keys=["pathology"], extra_tasks=["text_to_expression"])
+    rows = adata.uns["omnist"]["instructions"].query("task == 'text_to_expression'")
+    assert rows["instruction"].str.contains("the described region").all()

@@ -144,3 +144,33 @@ def test_text_to_expression_profile_roundtrip(text_model, f1, tmp_path):
         adata.write_h5ad(path)
     back = ad.read_h5ad(path)
     pd.testing.assert_frame_equal(back.uns["cancer"]["profile"], adata.uns["cancer"]["profile"])
+
+
+def test_text_to_expression_unseen_query(text_model, f1):
+    adata = f1.copy()
+    _translate(adata, text_model, "ductal carcinoma", key_added="unseen")
+    assert adata.uns["unseen"]["query"] == "ductal carcinoma"
+    assert np.isfinite(adata.uns["unseen"]["profile"].to_numpy()).all()
+    assert np.isfinite(adata.obs["unseen"]).all()
+
+
+def test_text_to_expression_gene_symbols_in_var(text_model, f1):
+    """Spots whose var_names are IDs are matched through var['gene_symbol'], as in every other task."""
+    adata = f1.copy()
+    _translate(adata, text_model, "invasive cancer", key_added="by_name")
+    renamed = f1.copy()
+    renamed.var["gene_symbol"] = renamed.var_names.to_numpy()
+    renamed.var_names = [f"ID{i}" for i in range(renamed.n_vars)]
+    _translate(renamed, text_model, "invasive cancer", key_added="by_symbol")
+    np.testing.assert_allclose(renamed.obs["by_symbol"], adata.obs["by_name"], atol=1e-6)
+
+
+def test_text_to_expression_unknown_genes_warn(text_model, f1):
+    adata = f1.copy()
+    adata.var_names = [f"ID{i}" for i in range(adata.n_vars)]
+    with pytest.warns(UserWarning, match="not written"):
+        omnist.tl.translate(
+            adata, "predict the expression profile of invasive cancer", model=text_model, progress=False
+        )
+    assert "omnist_text_to_expression" not in adata.obs
+    assert "profile" in adata.uns["omnist_text_to_expression"]

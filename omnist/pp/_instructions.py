@@ -12,6 +12,7 @@ from anndata import AnnData
 from omnist import tasks as task_registry
 from omnist.data.labels import describe_label
 from omnist.data.spatial import get_library_id, image_source, microns_per_pixel, spot_diameter_um
+from omnist.tasks import TEXT_PLACEHOLDER
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,11 @@ def build_instructions(
         add("expression_to_cell_type", f"obsm:{key}", {"label": "cell type"})
     for name in extra_tasks:
         spec = task_registry.get(name)
+        if ("image" in spec.inputs or spec.target == "image") and not has_image:
+            raise ValueError(
+                f"Task {name!r} needs an H&E image, but adata has no patches in obsm['omnist_patches'] and no image "
+                "that resolves a patch to 32 px: load the section with its image or leave the task out."
+            )
         if spec.target in ("obs", "obsm"):
             keys = label_keys + text_keys if spec.target == "obs" else proportion_keys
             if not keys:
@@ -131,13 +137,13 @@ def build_instructions(
                     f"Task {name!r} learns from {spec.target} targets: pass label_keys, text_keys or proportion_keys."
                 )
             for key in keys:
-                add(name, f"{spec.target}:{key}", {"label": key.replace("_", " ")})
+                add(name, f"{spec.target}:{key}", {"label": key.replace("_", " "), "query": TEXT_PLACEHOLDER})
         else:
-            add(name, spec.target or "expression", {})
+            add(name, spec.target or "expression", {"label": "label", "query": TEXT_PLACEHOLDER})
     add("embed", "expression", {})
     # Added last, so that the template draws of the tasks above do not depend on it.
     for key in label_keys if has_expression else []:
-        add("text_to_expression", f"obs:{key}", {"query": "the described region"})
+        add("text_to_expression", f"obs:{key}", {"query": TEXT_PLACEHOLDER})
 
     table = pd.DataFrame(rows, columns=COLUMNS).drop_duplicates(ignore_index=True)
     store = adata.uns.setdefault(key_added, {})

@@ -14,12 +14,13 @@ from omnist.tasks._registry import (
     snapshot,
     unregister,
 )
-from omnist.tasks._spec import MODALITIES, OUTPUTS, TaskSpec
+from omnist.tasks._spec import MODALITIES, OUTPUTS, TEXT_PLACEHOLDER, TaskSpec
 
 __all__ = [
     "MIN_SIMILARITY",
     "MODALITIES",
     "OUTPUTS",
+    "TEXT_PLACEHOLDER",
     "ResolvedInstruction",
     "TaskSpec",
     "get",

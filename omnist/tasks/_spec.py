@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, field
 
 MODALITIES = ("image", "expression", "graph", "text")
 OUTPUTS = ("expression", "text", "embedding")
+# Fills ``{query}`` in training instructions of tasks that read the query as their text input, and replaces
+# the query in such an instruction at inference, so the instruction never repeats the input.
+TEXT_PLACEHOLDER = "the described region"
 
 
 @dataclass(frozen=True)

@@ -315,7 +315,11 @@ def _text_task_data(group, adatas, inputs, offsets, vocabulary, model, layer, in
 
 
 def label_weights(targets: np.ndarray, n_classes: int) -> np.ndarray | None:
-    """Return cross-entropy weights per class, (n / count) ** LABEL_BALANCE normalised to a spot mean of 1."""
+    """Return cross-entropy weights per class, (n / count) ** LABEL_BALANCE, with a mean of 1 over the spots.
+
+    ``cross_entropy`` divides by the summed weights of each batch, so only the ratios between classes
+    change the loss; the scale makes the weights readable.
+    """
     if LABEL_BALANCE == 0 or len(targets) == 0:
         return None
     counts = np.bincount(targets, minlength=n_classes).astype(np.float64)

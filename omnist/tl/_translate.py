@@ -17,6 +17,7 @@ from omnist.data.expression import log1p_cp10k
 from omnist.data.labels import describe_label
 from omnist.model import OmniST
 from omnist.model._omnist import expression_frame
+from omnist.tasks import TEXT_PLACEHOLDER
 from omnist.tl._inputs import spot_inputs
 from omnist.tl._validate import check_adata
 
@@ -93,7 +94,11 @@ def translate(
     - patch retrieval (``expression_to_image``): ``obsm[key]``, a DataFrame of the ``top_k`` gallery spot
       names whose patches match each spot's expression best (columns ``"1"`` … best first), and
       ``obsm[key + "_scores"]``, their cosine similarities; without ``gallery``, also ``obs[key + "_rank"]``,
-      the rank of the spot's own patch (1 = best);
+      the rank of the spot's own patch (1 = best); ``uns[key]["n_gallery"]``, the number of patches searched;
+    - text input (``text_to_expression``): ``uns[key]["profile"]``, a one-row DataFrame of log1p(CP10k)
+      predicted for the query, ``uns[key]["query"]``, and, when ``adata`` measures at least two of the
+      genes, ``obs[key]``, each spot's Pearson correlation with what sets the profile apart from the
+      profiles of the trained labels;
     - embedding: ``obsm[key]``.
 
     Every call writes ``uns[key]["params"]`` (instruction, task, similarity, model id, omnist version, date).
@@ -125,9 +130,16 @@ def translate(
             raise ValueError(f"top_k={top_k} must be at least 1.")
         if gallery is not None:
             check_adata(gallery, "gallery", require_genes=False)
-        gallery_inputs = spot_inputs(
-            adata if gallery is None else gallery, model, ("image",), patches_key=patches_key, progress=progress
-        )
+        try:
+            gallery_inputs = spot_inputs(
+                adata if gallery is None else gallery, model, ("image",), patches_key=patches_key, progress=progress
+            )
+        except KeyError as error:
+            owner = "adata" if gallery is None else "gallery"
+            raise KeyError(
+                f"{task.name} searches the H&E patches of {owner}, which has none: {error.args[0]} Pass gallery= an "
+                "AnnData with an image to search another section."
+            ) from error
 
     if task.output == "expression":
         chosen = list(genes) if genes is not None else (resolved.genes or model.genes)
@@ -238,19 +250,31 @@ def _translate_text(adata, instruction, resolved, model, key, genes, layer, copy
         )
     records = [record for record in model.label_sets.values() if resolved.task.name in record["tasks"]]
     texts = [text for record in records for text in record["texts"]]
-    states = model.encode_texts([query, *dict.fromkeys(texts)], instruction, resolved.task.output)
+    # Training reads the label text as input under an instruction that names no label; inference does the same.
+    neutral = instruction.replace(query, TEXT_PLACEHOLDER) if query in instruction else instruction
+    states = model.encode_texts([describe_label(query), *dict.fromkeys(texts)], neutral, resolved.task.output)
     profile = model.expression_from_states(states[:1], genes)
     uns_entry: dict[str, object] = {"query": query, "profile": expression_frame(profile, pd.Index([query]), genes)}
     obs_columns: dict[str, object] = {}
-    measured = [gene for gene in genes if gene in adata.var_names] if adata.n_vars else []
-    if len(measured) >= 2:
-        standardised = model.expression_from_states(states, measured, standardised=True)
+    positions, names = model.vocabulary.lookup(adata.var_names, adata.var.get("gene_symbol"))
+    wanted = set(model.vocabulary.index(genes).tolist())
+    pairs = [(int(position), name) for position, name in zip(positions, names, strict=True) if position in wanted]
+    if len(pairs) >= 2:
+        symbols = [model.vocabulary.symbols[position] for position, _ in pairs]
+        standardised = model.expression_from_states(states, symbols, standardised=True)
         contrast = standardised[0] - (standardised[1:].mean(axis=0) if len(standardised) > 1 else 0.0)
-        values = log1p_cp10k(adata, measured, layer)
+        values = log1p_cp10k(adata, [name for _, name in pairs], layer)
         std = values.std(axis=0)
         varies = std > 1e-6
         spots = (values[:, varies] - values[:, varies].mean(axis=0)) / std[varies]
         obs_columns[key] = _row_pearson(spots, contrast[varies])
+    elif adata.n_vars:
+        warnings.warn(
+            f"adata measures {len(pairs)} of the {len(genes)} profile genes, so obs[{key!r}] (the match score of "
+            "each spot) is not written. Check that var_names or var['gene_symbol'] use the model's gene symbols.",
+            UserWarning,
+            stacklevel=3,
+        )
     return _write(adata, key, obs_columns, {}, uns_entry, resolved, model, copy, start)
 
 
@@ -284,8 +308,8 @@ def _match_patches(
         scores[start : start + chunk] = np.take_along_axis(similarity, top[start : start + chunk], axis=1)
         if ranks is not None:
             rows = np.arange(len(similarity))
-            mine = similarity[rows, start + rows]
-            ranks[start : start + chunk] = 1 + (similarity > mine[:, None]).sum(axis=1)
+            own_similarity = similarity[rows, start + rows]
+            ranks[start : start + chunk] = 1 + (similarity > own_similarity[:, None]).sum(axis=1)
     return top, scores, ranks
 
 
