@@ -79,7 +79,7 @@ def test_build_instructions_proportions_need_dataframe(data_dir):
 
 def test_train_records_all_instructed_tasks(dlpfc_model):
     names = {task.name for task in dlpfc_model.tasks}
-    assert names == {"expression_to_domain", "text_to_region", "region_to_text", "embed"}
+    assert names == {"expression_to_domain", "text_to_region", "region_to_text", "text_to_expression", "embed"}
 
 
 def test_translate_layer_writes_labels_and_probabilities(dlpfc_model, dlpfc_test):
