@@ -92,11 +92,14 @@ def test_text_to_expression_writes_profile_and_score(text_model, f1):
 
 @pytest.mark.parametrize("query", ["invasive cancer", "immune infiltrate"])
 def test_text_to_expression_finds_region_held_out(text_model, f1, query):
-    # Measured on F1 with this model: AUROC 0.76 for invasive cancer and 0.82 for immune infiltrate.
+    # Measured on F1 with this model (printed under pytest -s): AUROC 0.755 for invasive cancer and 0.818
+    # for immune infiltrate.
     adata = f1.copy()
     _translate(adata, text_model, query, key_added="score")
     inside = (adata.obs["pathology"] == query).to_numpy()
-    assert roc_auc_score(inside, adata.obs["score"]) > 0.65
+    auroc = roc_auc_score(inside, adata.obs["score"])
+    print(f"F1 {query}: AUROC {auroc:.3f} over {inside.sum()} of {adata.n_obs} spots")
+    assert auroc > 0.65
 
 
 def test_text_to_expression_profiles_differ(text_model, f1):
