@@ -46,6 +46,18 @@ def text_embed():
     return text_encoder(DEFAULT_TEXT_ENCODER).embed
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run torch on one thread while a module runs: for the small test models, two threads on two shared
+    cores were slower than one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def make_small_config():
     """Return a function that builds a model configuration small enough to train in seconds on two CPU cores."""

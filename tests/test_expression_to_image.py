@@ -8,7 +8,6 @@ import warnings
 import anndata as ad
 import numpy as np
 import pytest
-import torch
 
 import omnist
 from omnist.bench import expression_to_image, load_image_sections, random_retrieval, retrieval_scores
@@ -18,13 +17,7 @@ INSTRUCTION = "retrieve the H&E patch that matches each spot's expression"
 EPOCHS = 15
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two threads on two shared cores are slower than one for this small model.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from omnist.bench._baselines import RIDGE_ALPHAS
+from omnist.bench._image_to_expression import held_out_sections
 from omnist.bench._report import summarise
 from omnist.data.expression import log1p_cp10k, shared_top_genes
 from omnist.data.features import image_features
@@ -105,7 +106,7 @@ def expression_to_image(
 
     Returns
     -------
-    ``{method: record}`` with methods ``omnist``, ``ridge`` and ``random``; each record holds the metrics
+    ``{method: record}`` with methods ``omnist``, ``ridge`` and ``random``; each record contains the metrics
     averaged over held-out sections and ``"per_section"``.
     """
     genes = shared_top_genes(list(adatas.values()), n_genes)
@@ -113,11 +114,7 @@ def expression_to_image(
     features = {name: _zscore(image_features(adata.obsm["omnist_patches"])) for name, adata in adatas.items()}
     per_section: dict[str, dict[str, dict]] = {"omnist": {}, "ridge": {}, "random": {}}
 
-    test_sections = list(adatas) if test_sections is None else list(test_sections)
-    unknown = [name for name in test_sections if name not in adatas]
-    if unknown:
-        raise ValueError(f"Test sections {unknown} are not among the loaded sections {list(adatas)}.")
-    for held_out in test_sections:
+    for held_out in held_out_sections(adatas, test_sections):
         test = adatas[held_out]
         start = time.perf_counter()
         training = [name for name in adatas if name != held_out]
@@ -145,7 +142,7 @@ def expression_to_image(
             progress=progress,
         )
         with warnings.catch_warnings():
-            # The held-out section measures more genes than the vocabulary holds; they are meant to be ignored.
+            # The held-out section measures genes outside the vocabulary, and ignoring them is intended.
             warnings.filterwarnings("ignore", message=".*not in the model's vocabulary", category=UserWarning)
             result = translate(test, INSTRUCTION, model=model, key_added="bench", copy=True, progress=False)
         per_section["omnist"][held_out] = retrieval_scores(result.obs["bench_rank"].to_numpy(), test.n_obs)

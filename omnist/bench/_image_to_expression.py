@@ -79,11 +79,7 @@ def image_to_expression(
     methods = (*METHODS, MULTITASK) if multitask else METHODS
     per_section: dict[str, dict[str, float]] = {method: {} for method in methods}
 
-    test_sections = list(adatas) if test_sections is None else list(test_sections)
-    unknown = [name for name in test_sections if name not in adatas]
-    if unknown:
-        raise ValueError(f"Test sections {unknown} are not among the loaded sections {list(adatas)}.")
-    for held_out in test_sections:
+    for held_out in held_out_sections(adatas, test_sections):
         start = time.perf_counter()
         training = [name for name in adatas if name != held_out]
         train_targets = np.concatenate([targets[name] for name in training])
@@ -123,6 +119,15 @@ def image_to_expression(
         method: {"mean_pearson": float(np.mean(list(scores.values()))), "per_section": scores}
         for method, scores in per_section.items()
     }
+
+
+def held_out_sections(adatas: dict[str, AnnData], test_sections: Sequence[str] | None) -> list[str]:
+    """Return the sections to hold out in turn: ``test_sections``, or every loaded section when it is None."""
+    chosen = list(adatas) if test_sections is None else list(test_sections)
+    unknown = [name for name in chosen if name not in adatas]
+    if unknown:
+        raise ValueError(f"Test sections {unknown} are not among the loaded sections {list(adatas)}.")
+    return chosen
 
 
 def _with_instructions(adata: AnnData) -> AnnData:

@@ -125,8 +125,8 @@ class TaskData:
         if "text" in self.task.inputs:
             if self.texts is None:
                 raise ValueError(f"Task {self.task.name!r} reads text, but its training spots have no text input.")
-            tokens, padding, which = self.texts
-            chosen = torch.from_numpy(which[positions])
+            tokens, padding, row_text = self.texts
+            chosen = torch.from_numpy(row_text[positions])
             inputs["text"] = {"tokens": tokens[chosen].to(device), "padding": padding[chosen].to(device)}
         if self.kind == "paired_image":
             return inputs, spot_tensors(self.inputs, ("image",), indices, device, generator=generator)

@@ -300,7 +300,7 @@ def _text_task_data(group, adatas, inputs, offsets, vocabulary, model, layer, in
     _record_labels(model, group, values, [describe_label(value, descriptions) for value in values])
 
     targets = np.concatenate([expression_targets(adatas[i], vocabulary, layer) for i in group.sections])
-    which = np.array([position[text] for text in texts], dtype=np.int64)
+    row_text = np.array([position[text] for text in texts], dtype=np.int64)
     return TaskData(
         group.task,
         group.instructions,
@@ -310,7 +310,7 @@ def _text_task_data(group, adatas, inputs, offsets, vocabulary, model, layer, in
         rows[keep],
         [],
         group.target,
-        texts=(tokens, padding, which),
+        texts=(tokens, padding, row_text),
     )
 
 

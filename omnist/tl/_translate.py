@@ -257,8 +257,8 @@ def _translate_text(adata, instruction, resolved, model, key, genes, layer, copy
     uns_entry: dict[str, object] = {"query": query, "profile": expression_frame(profile, pd.Index([query]), genes)}
     obs_columns: dict[str, object] = {}
     positions, names = model.vocabulary.lookup(adata.var_names, adata.var.get("gene_symbol"))
-    wanted = set(model.vocabulary.index(genes).tolist())
-    pairs = [(int(position), name) for position, name in zip(positions, names, strict=True) if position in wanted]
+    requested = set(model.vocabulary.index(genes).tolist())
+    pairs = [(int(position), name) for position, name in zip(positions, names, strict=True) if position in requested]
     if len(pairs) >= 2:
         symbols = [model.vocabulary.symbols[position] for position, _ in pairs]
         standardised = model.expression_from_states(states, symbols, standardised=True)
