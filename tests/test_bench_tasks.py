@@ -441,7 +441,7 @@ def test_her2st_explain_regions_scores_every_region(her2st_sections, her2st_mode
         models=her2st_models,
         **small_options,
     )
-    assert list(results) == ["omnist", "logreg_pca", "majority"]
+    assert list(results) == ["omnist", "omnist_probability", "logreg_pca", "majority"]
     for method, record in results.items():
         scores = record["per_section"][HER2ST.test_section]
         # B1 has four regions once "undetermined" is left out.

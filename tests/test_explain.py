@@ -170,10 +170,11 @@ def test_explain_identity_ranked(f1, model):
     candidates = set(model.label_sets["obs:pathology"]["values"])
     for record in _regions(f1).values():
         identity = record["identity"]
-        assert list(identity.columns) == ["label", "score"]
+        assert list(identity.columns) == ["label", "score", "probability", "enrichment"]
         assert set(identity["label"]) == candidates
         assert np.all(np.diff(identity["score"].to_numpy()) <= 0)
-        assert np.all(np.abs(identity["score"]) <= 1.0 + 1e-6)
+        assert identity["probability"].sum() == pytest.approx(1.0)
+        np.testing.assert_allclose(identity["score"], np.sqrt(identity["probability"] * identity["enrichment"]))
 
 
 def test_explain_margin(f1):
@@ -194,6 +195,8 @@ def test_explain_identity_matches_translate(f1_before, f1, model):
         expected = translated.uns["omnist_region_to_text"][name]
         assert list(record["identity"]["label"]) == list(expected["texts"])
         np.testing.assert_allclose(record["identity"]["score"], expected["scores"], atol=1e-5)
+        np.testing.assert_allclose(record["identity"]["probability"], expected["probabilities"], atol=1e-5)
+        np.testing.assert_allclose(record["identity"]["enrichment"], expected["enrichment"], atol=1e-5)
 
 
 def test_explain_markers_columns(f1):
@@ -312,8 +315,8 @@ def test_explain_identity_rank_on_held_out(f1, model):
     """The pathologist label of each held-out F1 region ranks high among the identities.
 
     With 7 candidate labels a random ranking puts the true label at rank 4 on average. The module's small
-    model (10 epochs, d_model 32) put it at mean rank 2.0, 2.25 and 2.0 with seeds 0, 1 and 2, naming 1, 2
-    and 2 of the 4 regions. The default-size model of ``omnist bench explain`` is measured there.
+    model (10 epochs, d_model 32) put it at mean rank 2.75, 2.0 and 1.5 with seeds 0, 1 and 2, naming 1, 2
+    and 3 of the 4 regions. The default-size model of ``omnist bench explain`` is measured there.
     """
     regions = _regions(f1)
     ranks = []
@@ -449,7 +452,14 @@ def test_explain_llm_rephrases(f1_before, model, tmp_path):
 
 
 def _record(margin: float, image_top: str | None = None) -> dict:
-    identity = pd.DataFrame({"label": ["invasive cancer", "cancer in situ"], "score": [0.30, 0.30 - margin]})
+    identity = pd.DataFrame(
+        {
+            "label": ["invasive cancer", "cancer in situ"],
+            "score": [0.30, 0.30 - margin],
+            "probability": [0.25, 0.2],
+            "enrichment": [0.36, 0.3],
+        }
+    )
     record = {
         "n_spots": 12,
         "identity": identity,
@@ -467,7 +477,10 @@ def _record(margin: float, image_top: str | None = None) -> dict:
 
 def test_compose_text_confident():
     text = _compose_text("R", _record(0.1))
-    assert "Region R (12 spots) is most likely invasive cancer (score 0.300, margin 0.100 over cancer in situ)" in text
+    assert text.startswith(
+        "Region R (12 spots) is most likely invasive cancer: mean spot probability 0.25, 0.36 times its mean over "
+        "the section (score 0.300, margin 0.100 over cancer in situ)."
+    )
     assert "uncertain" not in text
     assert "ERBB2, GRB7" in text
     assert "Epithelial 70%, CAFs 30%" in text
@@ -518,7 +531,7 @@ def test_explain_image_support(crop, crop_model):
     omnist.tl.explain(adata, groupby="leiden", model=crop_model)
     for name, record in _regions(adata).items():
         image = record["image_identity"]
-        assert list(image.columns) == ["label", "score"]
+        assert list(image.columns) == ["label", "score", "probability", "enrichment"]
         assert set(image["label"]) == set(record["identity"]["label"])
         agrees = image["label"].iloc[0] == record["identity"]["label"].iloc[0]
         assert record["image_agrees"] == agrees

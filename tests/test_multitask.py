@@ -104,6 +104,9 @@ def test_translate_region_to_text_ranks_candidates(dlpfc_model, dlpfc_test):
     entry = dlpfc_test.uns["described"]["WM"]
     assert set(entry["texts"]) == LAYERS
     assert (np.diff(entry["scores"]) <= 0).all()
+    assert entry["probabilities"].sum() == pytest.approx(1.0)
+    assert entry["n_spots"] == int((dlpfc_test.obs["layer"] == "WM").sum())
+    np.testing.assert_allclose(entry["scores"], np.sqrt(entry["probabilities"] * entry["enrichment"]))
 
 
 def test_translate_region_to_text_needs_groupby(dlpfc_model, dlpfc_test):

@@ -357,6 +357,13 @@ class OmniST:
         candidates = self.text.sentences(list(texts))
         return (embeddings @ candidates.T).numpy()
 
+    def text_probabilities(self, embeddings: torch.Tensor, texts: Sequence[str]) -> np.ndarray:
+        """Return the text decoder's softmax ``(spots, texts)`` over candidate texts, as float64."""
+        logits = self.score_texts(embeddings, texts).astype(np.float64) * self.temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        probabilities = np.exp(logits)
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
+
     @property
     def temperature(self) -> float:
         """Scale applied to cosine similarities before the softmax over candidate texts."""

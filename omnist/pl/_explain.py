@@ -189,7 +189,7 @@ def _draw_identity(ax: Axes, record: Mapping) -> None:
         _barh(ax, labels, identity["score"], "tab:blue")
     ax.set_yticks(np.arange(len(labels)), labels)
     ax.invert_yaxis()
-    ax.set_xlabel("cosine similarity")
+    ax.set_xlabel("identity score")
     ax.set_title(f"Identity (margin {margin:.3f})")
 
 

@@ -27,6 +27,7 @@ from omnist.data.labels import describe_label
 from omnist.data.spatial import get_library_id, image_source
 from omnist.model import OmniST
 from omnist.tl._inputs import spot_inputs
+from omnist.tl._regions import rank_regions
 from omnist.tl._validate import check_adata
 
 logger = logging.getLogger(__name__)
@@ -35,8 +36,8 @@ REGION_TASK = "region_to_text"
 IMAGE_TASK = "image_to_domain"
 COMPOSITION_TASK = "expression_to_cell_type"
 
-# A top label that beats the runner-up by less than this cosine similarity is reported as uncertain.
-UNCERTAIN_MARGIN = 0.02
+# A top label whose identity score beats the runner-up's by less than this is reported as uncertain.
+UNCERTAIN_MARGIN = 0.05
 # Marker genes must pass this Benjamini-Hochberg adjusted p-value and have a positive log fold change.
 MARKER_ALPHA = 0.05
 # Cell types and neighbouring regions named in the sentences; the stored tables keep all of them.
@@ -69,8 +70,9 @@ def explain(
 
     For every region the evidence is:
 
-    - identity: candidate labels ranked by the cosine similarity of the region's mean text-space embedding
-      (task ``region_to_text``) to each label's text, with the margin of the top label over the runner-up;
+    - identity: candidate labels ranked from the spots' label probabilities under task ``region_to_text``
+      (see :func:`omnist.tl.rank_regions`): the geometric mean of the region's mean probability of a label and
+      its enrichment over the whole section, with the margin of the top label over the runner-up;
     - marker genes: :func:`scanpy.tl.rank_genes_groups` (Wilcoxon, the region against all other spots) on a
       log1p(CP10k) copy of the counts, keeping genes with adjusted p < 0.05 and a positive log fold change;
     - composition: the mean of ``obsm[composition_key]`` over the region, else the mean cell-type
@@ -81,7 +83,8 @@ def explain(
       the identity ranking from the image alone and whether its top label agrees.
 
     The sentences in ``text`` state only these facts. They call the identity uncertain when the margin is
-    below 0.02, and state when the H&E alone ranks another label first.
+    below 0.05, and state when the H&E alone ranks another label first. The section is ``adata``: pass one
+    section at a time, so that enrichment is measured against the tissue the region belongs to.
 
     Parameters
     ----------
@@ -120,7 +123,8 @@ def explain(
 
     - ``text``: the explanation (str); ``text_llm`` (str) too when ``llm`` is given;
     - ``n_spots``: spots in the region (int);
-    - ``identity``: DataFrame with columns ``label`` and ``score`` (cosine similarity), best first;
+    - ``identity``: DataFrame with columns ``label``, ``score``, ``probability`` (mean over the region's
+      spots) and ``enrichment`` (``probability`` over the label's mean probability in the section), best first;
     - ``margin``: top score minus runner-up score (float, NaN with a single candidate);
     - ``markers``: DataFrame with columns ``gene``, ``score`` (Wilcoxon z-score), ``pvals_adj`` and
       ``logfoldchanges``, best first;
@@ -161,7 +165,7 @@ def explain(
             f"The model was not trained on {REGION_TASK!r} (its tasks: {sorted(task_names)}): train it on sections "
             "whose instructions come from omnist.pp.build_instructions(adata, label_keys=[...])."
         )
-    values, texts = _identity_candidates(model, groupby, labels)
+    values, texts = identity_candidates(model, groupby, labels)
     logger.info("explaining %d regions of %r with %d candidate labels", len(regions), groupby, len(values))
 
     masks = {region: codes == index for region, index in regions.items()}
@@ -268,7 +272,7 @@ def _check_llm_path(llm: str | Path | None) -> Path | None:
     return path
 
 
-def _identity_candidates(model: OmniST, groupby: str, labels: Sequence[str] | None) -> tuple[list[str], list[str]]:
+def identity_candidates(model: OmniST, groupby: str, labels: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """Return candidate label values and the texts the text decoder scores them by."""
     if labels is not None:
         values = [str(label) for label in dict.fromkeys(labels)]
@@ -296,7 +300,14 @@ def _task_instruction(model: OmniST, name: str) -> str:
     return next((template for template in task.templates if "{" not in template), task.templates[0])
 
 
-def _text_embeddings(adata, model, task_name, patches_key, layer, progress) -> torch.Tensor:
+def text_embeddings(
+    adata: AnnData,
+    model: OmniST,
+    task_name: str,
+    patches_key: str = "omnist_patches",
+    layer: str | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """Return the text-space embedding of every spot under task ``task_name``."""
     task = next(task for task in model.tasks if task.name == task_name)
     inputs = spot_inputs(adata, model, task.inputs, patches_key=patches_key, layer=layer, progress=progress)
@@ -306,16 +317,9 @@ def _text_embeddings(adata, model, task_name, patches_key, layer, progress) -> t
 
 
 def _region_rankings(adata, model, task_name, masks, values, texts, patches_key, layer, progress) -> dict:
-    """Rank the candidates for each region by cosine similarity to the region's mean text-space embedding."""
-    embeddings = _text_embeddings(adata, model, task_name, patches_key, layer, progress)
-    rankings = {}
-    for region, mask in masks.items():
-        centre = embeddings[torch.from_numpy(mask)].mean(dim=0, keepdim=True)
-        centre = centre / centre.norm().clamp(min=1e-12)
-        scores = model.score_texts(centre, texts)[0].astype(np.float64)
-        order = np.argsort(-scores, kind="stable")
-        rankings[region] = pd.DataFrame({"label": np.asarray(values, dtype=object)[order], "score": scores[order]})
-    return rankings
+    """Rank the candidates for each region from its spots' label probabilities (see :func:`rank_regions`)."""
+    embeddings = text_embeddings(adata, model, task_name, patches_key, layer, progress)
+    return rank_regions(model.text_probabilities(embeddings, texts), masks, values)
 
 
 def _margin(ranking: pd.DataFrame) -> float:
@@ -411,10 +415,8 @@ def _compositions(adata, model, masks, composition_key, layer, progress) -> tupl
     if not proportion_sets or COMPOSITION_TASK not in {task.name for task in model.tasks}:
         return {}, ""
     record = proportion_sets[0]
-    embeddings = _text_embeddings(adata, model, COMPOSITION_TASK, "omnist_patches", layer, progress)
-    logits = model.score_texts(embeddings, record["texts"]) * model.temperature
-    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    embeddings = text_embeddings(adata, model, COMPOSITION_TASK, "omnist_patches", layer, progress)
+    probabilities = model.text_probabilities(embeddings, record["texts"])
     table = pd.DataFrame(probabilities, columns=pd.Index([str(value) for value in record["values"]]))
     return {region: _composition_frame(table.loc[mask].mean(axis=0)) for region, mask in masks.items()}, "predicted"
 
@@ -456,20 +458,25 @@ def _marker_sentence(markers: pd.DataFrame, n_spots: int) -> str:
 def _compose_text(region: str, record: dict, n_genes: int = 10) -> str:
     """Write the explanation of one region from its evidence, one sentence per kind of evidence."""
     identity: pd.DataFrame = record["identity"]
-    top, score = str(identity["label"].iloc[0]), float(identity["score"].iloc[0])
+    best = identity.iloc[0]
+    top = str(best["label"])
     n_spots = record["n_spots"]
     spots = f"{n_spots} spot" if n_spots == 1 else f"{n_spots} spots"
+    evidence = (
+        f"mean spot probability {best['probability']:.2f}, {best['enrichment']:.2f} times its mean over the section"
+    )
     if len(identity) > 1:
         runner_up, margin = str(identity["label"].iloc[1]), record["margin"]
         sentences = [
-            f"Region {region} ({spots}) is most likely {top} (score {score:.3f}, margin {margin:.3f} over {runner_up})."
+            f"Region {region} ({spots}) is most likely {top}: {evidence} "
+            f"(score {best['score']:.3f}, margin {margin:.3f} over {runner_up})."
         ]
         if margin < UNCERTAIN_MARGIN:
             sentences.append(
                 f"This identity is uncertain: {top} leads {runner_up} by less than {UNCERTAIN_MARGIN:.2f}."
             )
     else:
-        sentences = [f"Region {region} ({spots}) scores {score:.3f} for {top}, the only candidate label."]
+        sentences = [f"Region {region} ({spots}) has {top} as the only candidate label: {evidence}."]
 
     if n_genes > 0:
         sentences.append(_marker_sentence(record["markers"], n_spots))

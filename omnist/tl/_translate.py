@@ -19,6 +19,7 @@ from omnist.model import OmniST
 from omnist.model._omnist import expression_frame
 from omnist.tasks import TEXT_PLACEHOLDER
 from omnist.tl._inputs import spot_inputs
+from omnist.tl._regions import rank_regions
 from omnist.tl._validate import check_adata
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,8 @@ def translate(
       label); cell-type proportions go to ``obsm[key]``;
     - retrieval (``text_to_region``): ``obs[key]``, the probability the text decoder gives the query against
       the label texts the model was trained on (a score in [0, 1] per spot);
-    - description (``region_to_text``): ``uns[key][region]`` with ``texts`` and ``scores``, best first;
+    - description (``region_to_text``): ``uns[key][region]`` with ``texts``, ``scores``, ``probabilities``
+      and ``enrichment``, best first, and ``n_spots`` (see :func:`rank_regions`);
     - patch retrieval (``expression_to_image``): ``obsm[key]``, a DataFrame of the ``top_k`` gallery spot
       names whose patches match each spot's expression best (columns ``"1"`` … best first), and
       ``obsm[key + "_scores"]``, their cosine similarities; without ``gallery``, also ``obs[key + "_rank"]``,
@@ -183,26 +185,22 @@ def translate(
         values, texts = _candidates(model, instruction, labels, task.name)
         embeddings = model.text_embeddings(states)
         regions = adata.obs[groupby].astype("category")
-        for region in regions.cat.categories:
-            mask = (regions == region).to_numpy()
-            if not mask.any():
-                continue
-            centre = embeddings[mask].mean(dim=0, keepdim=True)
-            centre = centre / centre.norm().clamp(min=1e-12)
-            scores = model.score_texts(centre, texts)[0]
-            order = np.argsort(-scores, kind="stable")
-            uns_entry[str(region)] = {
-                "texts": np.asarray([values[i] for i in order], dtype=object).astype(str),
-                "scores": scores[order].astype(np.float64),
-                "n_spots": int(mask.sum()),
+        masks = {str(region): (regions == region).to_numpy() for region in regions.cat.categories}
+        masks = {region: mask for region, mask in masks.items() if mask.any()}
+        rankings = rank_regions(model.text_probabilities(embeddings, texts), masks, values)
+        for region, ranking in rankings.items():
+            uns_entry[region] = {
+                "texts": ranking["label"].to_numpy(dtype=str),
+                "scores": ranking["score"].to_numpy(),
+                "probabilities": ranking["probability"].to_numpy(),
+                "enrichment": ranking["enrichment"].to_numpy(),
+                "n_spots": int(masks[region].sum()),
             }
         uns_entry["groupby"] = groupby
     else:
         values, texts = _candidates(model, instruction, labels, task.name)
         embeddings = model.text_embeddings(states)
-        logits = model.score_texts(embeddings, texts) * model.temperature
-        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        probabilities = model.text_probabilities(embeddings, texts)
         frame = pd.DataFrame(probabilities, index=adata.obs_names, columns=pd.Index(values, dtype=str))
         if _is_proportion_task(model, task.name) and labels is None:
             obsm_entries[key] = frame
@@ -326,10 +324,7 @@ def _query_probability(model: OmniST, embeddings, query: str, task_name: str) ->
     if texts:
         similarity = model.text.embed(texts) @ model.text.embed([query])[0]
         texts = [text for text, value in zip(texts, similarity, strict=True) if value <= 0.9]
-    logits = model.score_texts(embeddings, [query, *texts]).astype(np.float64) * model.temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    probabilities = np.exp(logits)
-    return probabilities[:, 0] / probabilities.sum(axis=1)
+    return model.text_probabilities(embeddings, [query, *texts])[:, 0]
 
 
 def _is_proportion_task(model: OmniST, task_name: str) -> bool:
