@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -234,6 +235,14 @@ def test_explain_markers_known_biology(f1):
     regions = _regions(f1)
     assert "ERBB2" in set(regions["invasive cancer"]["markers"]["gene"])
     assert "IGKC" in set(regions["immune infiltrate"]["markers"]["gene"])
+
+
+def test_explain_vocabulary_warning_names_the_caller(f1_before, model):
+    """The warning about genes outside the vocabulary points at the line that called explain."""
+    with pytest.warns(UserWarning, match="not in the model's vocabulary") as caught:
+        omnist.tl.explain(f1_before.copy(), groupby="pathology", groups=["immune infiltrate"], model=model)
+    files = {Path(warning.filename).name for warning in caught if "vocabulary" in str(warning.message)}
+    assert files == {"test_explain.py"}
 
 
 def test_explain_n_genes(f1_before, model):

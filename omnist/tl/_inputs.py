@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
-
 from anndata import AnnData
 
+from omnist._warnings import warn
 from omnist.data.graph import neighbour_offsets, neighbour_table
 from omnist.model import OmniST
 from omnist.model._inputs import SpotInputs, expression_inputs, image_inputs, section_patches
@@ -37,11 +36,9 @@ def spot_inputs(
             )
         unknown = adata.n_vars - len(positions)
         if unknown:
-            warnings.warn(
+            warn(
                 f"{unknown} of {adata.n_vars} genes are not in the model's vocabulary of {len(model.vocabulary)} genes "
                 "and are ignored.",
-                UserWarning,
-                stacklevel=3,
             )
         inputs.expression = expression_inputs(adata, model.vocabulary, layer)
         inputs.neighbours = neighbour_table(adata)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -13,6 +12,7 @@ import pandas as pd
 from anndata import AnnData
 
 from omnist import __version__
+from omnist._warnings import warn
 from omnist.data.expression import log1p_cp10k
 from omnist.data.labels import describe_label
 from omnist.model import OmniST
@@ -267,11 +267,9 @@ def _translate_text(adata, instruction, resolved, model, key, genes, layer, copy
         spots = (values[:, varies] - values[:, varies].mean(axis=0)) / std[varies]
         obs_columns[key] = _row_pearson(spots, contrast[varies])
     elif adata.n_vars:
-        warnings.warn(
+        warn(
             f"adata measures {len(pairs)} of the {len(genes)} profile genes, so obs[{key!r}] (the match score of "
             "each spot) is not written. Check that var_names or var['gene_symbol'] use the model's gene symbols.",
-            UserWarning,
-            stacklevel=3,
         )
     return _write(adata, key, obs_columns, {}, uns_entry, resolved, model, copy, start)
 
@@ -354,10 +352,9 @@ def _candidates(
         names = [target.split(":", 1)[1].replace("_", " ") for target in targets]
         similarity = model.text.embed(names) @ model.text.embed([instruction])[0]
         chosen = targets[int(np.argmax(similarity))]
-        warnings.warn(
+        warn(
             f"The model has several label sets {targets}, so {chosen!r}, the closest to the instruction, is used. "
             "Pass labels=[...] to choose.",
-            stacklevel=3,
         )
         targets = [chosen]
     record = model.label_sets[targets[0]]
