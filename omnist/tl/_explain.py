@@ -165,7 +165,7 @@ def explain(
             f"The model was not trained on {REGION_TASK!r} (its tasks: {sorted(task_names)}): train it on sections "
             "whose instructions come from omnist.pp.build_instructions(adata, label_keys=[...])."
         )
-    values, texts = identity_candidates(model, groupby, labels)
+    values, texts = _identity_candidates(model, groupby, labels)
     logger.info("explaining %d regions of %r with %d candidate labels", len(regions), groupby, len(values))
 
     masks = {region: codes == index for region, index in regions.items()}
@@ -272,7 +272,7 @@ def _check_llm_path(llm: str | Path | None) -> Path | None:
     return path
 
 
-def identity_candidates(model: OmniST, groupby: str, labels: Sequence[str] | None) -> tuple[list[str], list[str]]:
+def _identity_candidates(model: OmniST, groupby: str, labels: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """Return candidate label values and the texts the text decoder scores them by."""
     if labels is not None:
         values = [str(label) for label in dict.fromkeys(labels)]
@@ -300,7 +300,7 @@ def _task_instruction(model: OmniST, name: str) -> str:
     return next((template for template in task.templates if "{" not in template), task.templates[0])
 
 
-def text_embeddings(
+def _text_embeddings(
     adata: AnnData,
     model: OmniST,
     task_name: str,
@@ -318,7 +318,7 @@ def text_embeddings(
 
 def _region_rankings(adata, model, task_name, masks, values, texts, patches_key, layer, progress) -> dict:
     """Rank the candidates for each region from its spots' label probabilities (see :func:`rank_regions`)."""
-    embeddings = text_embeddings(adata, model, task_name, patches_key, layer, progress)
+    embeddings = _text_embeddings(adata, model, task_name, patches_key, layer, progress)
     return rank_regions(model.text_probabilities(embeddings, texts), masks, values)
 
 
@@ -415,7 +415,7 @@ def _compositions(adata, model, masks, composition_key, layer, progress) -> tupl
     if not proportion_sets or COMPOSITION_TASK not in {task.name for task in model.tasks}:
         return {}, ""
     record = proportion_sets[0]
-    embeddings = text_embeddings(adata, model, COMPOSITION_TASK, "omnist_patches", layer, progress)
+    embeddings = _text_embeddings(adata, model, COMPOSITION_TASK, "omnist_patches", layer, progress)
     probabilities = model.text_probabilities(embeddings, record["texts"])
     table = pd.DataFrame(probabilities, columns=pd.Index([str(value) for value in record["values"]]))
     return {region: _composition_frame(table.loc[mask].mean(axis=0)) for region, mask in masks.items()}, "predicted"
