@@ -1,8 +1,8 @@
 """explain with a default-size model on a held-out her2st patient: are the pathologist regions named?
 
-The model is the one ``omnist bench explain`` trains for the F1 fold: default size, 20 epochs, seed 0 and
-the benchmark's label tasks, trained on A1-E1 with "undetermined" spots left unlabelled. Training took
-86 s on two CPU cores. ``test_explain.py`` tests the structure of the result with small models; this
+The model is the one ``omnist bench explain`` trains for the F1 fold: default size, the benchmark's
+training options and label tasks, trained on A1-E1 with "undetermined" spots left unlabelled. Training took
+86 s on two CPU cores. ``test_explain.py`` tests the structure of the result with small models. This
 module tests what a default-size model names on a patient it has not seen.
 """
 

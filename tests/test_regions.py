@@ -42,7 +42,7 @@ def test_rank_regions_columns_and_definitions():
         np.testing.assert_allclose(ranking["score"], np.sqrt(ranking["probability"] * ranking["enrichment"]))
 
 
-def test_rank_regions_names_minority_regions_under_majority_bias():
+def test_rank_regions_majority_bias():
     probabilities, masks = _section()
     rankings = rank_regions(probabilities, masks, LABELS)
     assert rankings["cancer"]["label"].iloc[0] == "invasive cancer"
@@ -53,7 +53,7 @@ def test_rank_regions_names_minority_regions_under_majority_bias():
         assert probabilities[masks[name]].mean(axis=0).argmax() == 0
 
 
-def test_rank_regions_small_enrichment_does_not_beat_probability():
+def test_rank_regions_small_enrichment_large_region():
     """A large region where a rare label rises slightly keeps its dominant label."""
     probabilities = np.tile([0.90, 0.08, 0.02], (100, 1))
     probabilities[:80] = [0.88, 0.08, 0.04]
@@ -62,26 +62,27 @@ def test_rank_regions_small_enrichment_does_not_beat_probability():
     assert ranking.set_index("label").loc["immune infiltrate", "enrichment"] > 1.0
 
 
-def test_rank_regions_whole_section_ranks_by_probability():
+def test_rank_regions_whole_section():
     probabilities, _ = _section()
     ranking = rank_regions(probabilities, {"all": np.ones(100, dtype=bool)}, LABELS)["all"]
     assert list(ranking["label"]) == ["invasive cancer", "connective tissue", "immune infiltrate"]
     np.testing.assert_allclose(ranking["enrichment"], 1.0)
 
 
-def test_rank_regions_wrong_column_count():
+def test_rank_regions_column_count_mismatch():
     probabilities, masks = _section()
-    with pytest.raises(ValueError, match=r"shape \(100, 3\) need one column per label: 2 labels"):
+    message = r"Invalid probabilities of shape \(100, 3\): expected one column per label \(2\)"
+    with pytest.raises(ValueError, match=message):
         rank_regions(probabilities, masks, LABELS[:2])
 
 
 def test_rank_regions_empty_region():
     probabilities, _ = _section()
-    with pytest.raises(ValueError, match="Region 'none' has no spots"):
+    with pytest.raises(ValueError, match="Region 'none' has no spots: pass masks that select at least one spot"):
         rank_regions(probabilities, {"none": np.zeros(100, dtype=bool)}, LABELS)
 
 
-def test_rank_regions_exponent_zero_ranks_by_probability():
+def test_rank_regions_exponent_zero():
     probabilities, masks = _section()
     rankings = rank_regions(probabilities, masks, LABELS, prevalence_exponent=0.0)
     for ranking in rankings.values():
@@ -91,5 +92,5 @@ def test_rank_regions_exponent_zero_ranks_by_probability():
 
 def test_rank_regions_exponent_out_of_range():
     probabilities, masks = _section()
-    with pytest.raises(ValueError, match="prevalence_exponent=1.5 must be between 0 and 1"):
+    with pytest.raises(ValueError, match="Invalid prevalence_exponent=1.5: pass a value between 0 and 1"):
         rank_regions(probabilities, masks, LABELS, prevalence_exponent=1.5)

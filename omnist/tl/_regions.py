@@ -1,8 +1,8 @@
 """Region identities: rank candidate labels for groups of spots from the spots' label probabilities.
 
-A region is ranked against its own section. For each candidate label the region's mean spot probability
-(``probability``) is compared with the label's mean probability over all spots of the section
-(``prevalence``); ``enrichment`` is their ratio. The ranking score is
+A region is ranked against its own section. For each candidate label, ``probability`` is the region's mean
+spot probability and ``prevalence`` is the label's mean probability over all spots of the section.
+``enrichment`` is their ratio. The ranking score is
 
     probability / prevalence ** PREVALENCE_EXPONENT
 
@@ -10,6 +10,9 @@ so with the default exponent of 0.5 it is the geometric mean of the probability 
 probability alone favours the labels that were common in training, which a classifier predicts for most
 spots of an unfamiliar patient; the enrichment alone favours rare labels that happen to rise slightly in
 a large region. Where the region is the whole section the score ranks labels by probability.
+
+NOTE: the enrichment cannot rescue a region whose spots the classifier scores like the rest of the
+section, as when it gives nearly every spot of a patient the same label.
 """
 
 from __future__ import annotations
@@ -52,18 +55,18 @@ def rank_regions(
     ``{region: DataFrame}`` with columns ``label``, ``score``, ``probability`` and ``enrichment``, best first.
     """
     if not 0.0 <= prevalence_exponent <= 1.0:
-        raise ValueError(f"prevalence_exponent={prevalence_exponent} must be between 0 and 1.")
+        raise ValueError(f"Invalid prevalence_exponent={prevalence_exponent}: pass a value between 0 and 1.")
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim != 2 or probabilities.shape[1] != len(values):
         raise ValueError(
-            f"probabilities of shape {probabilities.shape} need one column per label: {len(values)} labels given."
+            f"Invalid probabilities of shape {probabilities.shape}: expected one column per label ({len(values)})."
         )
     labels = np.asarray([str(value) for value in values], dtype=object)
     prevalence = np.maximum(probabilities.mean(axis=0), PROBABILITY_FLOOR)
     rankings = {}
     for region, mask in masks.items():
         if not mask.any():
-            raise ValueError(f"Region {region!r} has no spots.")
+            raise ValueError(f"Region {region!r} has no spots: pass masks that select at least one spot.")
         probability = probabilities[mask].mean(axis=0)
         score = probability / prevalence**prevalence_exponent
         order = np.argsort(-score, kind="stable")
