@@ -68,7 +68,9 @@ def main() -> None:
 
     c2 = omnist.datasets.her2st("C2")
     omnist.tl.explain(c2, groupby="cluster_annotation", model=model, composition_key="proportions_major")
-    print(c2.uns["omnist_explain"][args.region]["text"])
+    params = c2.uns["omnist_explain"]["params"]
+    key = dict(zip(params["groups"], params["keys"], strict=True))[args.region]
+    print(c2.uns["omnist_explain"][key]["text"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure = omnist.pl.spatial_explain(c2, groupby="cluster_annotation", group=args.region, show=False)
     buffer = io.BytesIO()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -22,6 +23,7 @@ from anndata.tests.helpers import assert_equal
 import omnist
 from omnist.model import OmniST
 from omnist.tl._explain import UNCERTAIN_MARGIN, _compose_text
+from omnist.tl._regions import region_key
 
 TRAIN_SECTIONS = ["A1", "B1", "C1", "D1", "E1"]
 TASKS = ["region_to_text", "expression_to_domain", "text_to_region", "expression_to_cell_type"]
@@ -39,6 +41,7 @@ RECORD_KEYS = {
 PARAMS = {
     "groupby",
     "groups",
+    "keys",
     "candidates",
     "n_genes",
     "composition_key",
@@ -58,7 +61,6 @@ SLASH_WARNING = "ignore:Forward slashes:FutureWarning"
 
 pytestmark = [
     pytest.mark.filterwarnings(SLASH_WARNING),
-    pytest.mark.filterwarnings("ignore:.*genes are not in the model's vocabulary:UserWarning"),
 ]
 
 
@@ -200,10 +202,38 @@ def test_explain_identity_matches_translate(f1_before, f1, model):
         np.testing.assert_allclose(record["identity"]["enrichment"], expected["enrichment"], atol=1e-5)
 
 
+def test_translate_region_to_text_slash_names(f1_before, model, tmp_path):
+    """Region names with "/" get h5ad-safe keys; uns[key]["regions"] keeps the names."""
+    adata = f1_before.copy()
+    adata.obs["region"] = adata.obs["pathology"].astype(str).str.replace(" ", "/")
+    instruction = model.instructions["region_to_text"][0]
+    omnist.tl.translate(adata, instruction, model=model, groupby="region", progress=False)
+    entry = adata.uns["omnist_region_to_text"]
+    names = [str(name) for name in entry["regions"]]
+    assert "invasive/cancer" in names
+    assert {region_key(name) for name in names} | {"groupby", "regions", "params"} == set(entry)
+    adata.write_h5ad(tmp_path / "f1.h5ad")
+    back = ad.read_h5ad(tmp_path / "f1.h5ad")
+    assert set(back.uns["omnist_region_to_text"]) == set(entry)
+    np.testing.assert_array_equal(
+        back.uns["omnist_region_to_text"][region_key("invasive/cancer")]["scores"],
+        entry[region_key("invasive/cancer")]["scores"],
+    )
+
+
+@pytest.mark.parametrize("name", ["params", "groupby", "regions"])
+def test_translate_region_to_text_reserved_name_raises(f1_before, model, name):
+    adata = f1_before.copy()
+    adata.obs["region"] = np.where(np.arange(adata.n_obs) < 50, name, "rest")
+    instruction = model.instructions["region_to_text"][0]
+    with pytest.raises(ValueError, match=f"region named '{name}', which collides with the '{name}' entry"):
+        omnist.tl.translate(adata, instruction, model=model, groupby="region", progress=False)
+
+
 def test_explain_markers_columns(f1):
     for record in _regions(f1).values():
         markers = record["markers"]
-        assert list(markers.columns) == ["gene", "score", "pvals_adj", "logfoldchanges"]
+        assert list(markers.columns) == ["gene", "symbol", "score", "pvals_adj", "logfoldchanges"]
         assert len(markers) <= 10
         assert np.all(np.diff(markers["score"].to_numpy()) <= 0)
 
@@ -237,12 +267,22 @@ def test_explain_markers_known_biology(f1):
     assert "IGKC" in set(regions["immune infiltrate"]["markers"]["gene"])
 
 
-def test_explain_vocabulary_warning_location(f1_before, model):
-    """The warning about genes outside the vocabulary points at the line that called explain."""
-    with pytest.warns(UserWarning, match="not in the model's vocabulary") as caught:
+def test_explain_few_vocabulary_genes_warns_at_caller(f1_before, model):
+    """A section that measures a fifth of the model's genes draws one warning, attributed to the caller's line."""
+    adata = f1_before[:, [gene for gene in f1_before.var_names if gene in set(model.genes)][: N_GENES // 5]].copy()
+    with pytest.warns(
+        UserWarning, match=rf"adata measures {N_GENES // 5} of the model's {N_GENES} vocabulary genes"
+    ) as caught:
+        omnist.tl.explain(adata, groupby="pathology", groups=["immune infiltrate"], model=model)
+    coverage = [warning for warning in caught if "vocabulary genes" in str(warning.message)]
+    assert len(coverage) == 1
+    assert Path(coverage[0].filename).name == "test_explain.py"
+
+
+def test_explain_full_vocabulary_does_not_warn(f1_before, model):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*vocabulary genes", category=UserWarning)
         omnist.tl.explain(f1_before.copy(), groupby="pathology", groups=["immune infiltrate"], model=model)
-    files = {Path(warning.filename).name for warning in caught if "vocabulary" in str(warning.message)}
-    assert files == {"test_explain.py"}
 
 
 def test_explain_n_genes(f1_before, model):
@@ -383,6 +423,59 @@ def test_explain_negative_n_genes_raises(f1_before, model):
         omnist.tl.explain(f1_before.copy(), groupby="pathology", model=model, n_genes=-1)
 
 
+@pytest.mark.parametrize("n_genes", [2.5, None, True])
+def test_explain_non_integer_n_genes_raises(f1_before, model, n_genes):
+    with pytest.raises(ValueError, match=rf"Invalid n_genes={n_genes!r}: pass an integer of at least 0"):
+        omnist.tl.explain(f1_before.copy(), groupby="pathology", model=model, n_genes=n_genes)
+
+
+def test_explain_composition_not_proportions_raises(f1_before, model):
+    """Coordinates are not cell-type fractions: their rows do not sum to 1."""
+    with pytest.raises(ValueError, match=r"adata.obsm\['spatial'\] does not hold proportions"):
+        omnist.tl.explain(f1_before.copy(), groupby="pathology", model=model, composition_key="spatial")
+
+
+@pytest.mark.parametrize("bad", [None, "model_folder"])
+def test_explain_not_a_model_raises(f1_before, bad):
+    with pytest.raises(TypeError, match="model must be an OmniST.*OmniST.load"):
+        omnist.tl.explain(f1_before.copy(), groupby="pathology", model=bad)
+
+
+def test_explain_single_label_string(f1_before, model):
+    """labels="..." is one candidate, not one candidate per character."""
+    adata = f1_before.copy()
+    omnist.tl.explain(adata, groupby="pathology", groups="invasive cancer", model=model, labels="invasive cancer")
+    assert list(adata.uns[KEY]["invasive cancer"]["identity"]["label"]) == ["invasive cancer"]
+
+
+def test_explain_marker_symbols(f1_before, model):
+    """Markers keep the var_names entry in gene and show var["gene_symbol"] in symbol and in the text."""
+    adata = f1_before.copy()
+    adata.var["gene_symbol"] = ["sym_" + gene for gene in adata.var_names]
+    omnist.tl.explain(adata, groupby="pathology", groups=["immune infiltrate"], model=model)
+    record = adata.uns[KEY]["immune infiltrate"]
+    markers = record["markers"]
+    assert len(markers)
+    assert list(markers["symbol"]) == ["sym_" + gene for gene in markers["gene"]]
+    assert ", ".join(markers["symbol"]) in record["text"]
+
+
+def test_explain_log_transformed_counts_warn(f1_before, model):
+    adata = f1_before.copy()
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    with pytest.warns(UserWarning, match=r"adata.X looks log-transformed .* pass the raw counts"):
+        omnist.tl.explain(adata, groupby="pathology", groups=["immune infiltrate"], model=model)
+
+
+def test_explain_nan_coordinates_raise(f1_before, model):
+    adata = f1_before.copy()
+    adata.obsm["spatial"] = np.asarray(adata.obsm["spatial"], dtype=np.float64)
+    adata.obsm["spatial"][:2] = np.nan
+    with pytest.raises(ValueError, match=r"adata.obsm\['spatial'\] has NaN or infinite coordinates for 2 spots"):
+        omnist.tl.explain(adata, groupby="pathology", model=model)
+
+
 def test_explain_model_without_region_task_raises(f1_before, model):
     reduced = copy.copy(model)
     reduced.tasks = [task for task in model.tasks if task.name != "region_to_text"]
@@ -474,7 +567,9 @@ def _record(margin: float, image_top: str | None = None) -> dict:
         "n_spots": 12,
         "identity": identity,
         "margin": margin,
-        "markers": pd.DataFrame({"gene": ["ERBB2", "GRB7"], "score": [5.0, 4.0]}),
+        "markers": pd.DataFrame(
+            {"gene": ["ENSG00000141736", "GRB7"], "symbol": ["ERBB2", "GRB7"], "score": [5.0, 4.0]}
+        ),
         "composition": pd.DataFrame({"cell_type": ["Epithelial", "CAFs"], "fraction": [0.7, 0.3]}),
         "composition_source": "obsm:proportions_major",
         "neighbors": pd.DataFrame({"region": ["immune infiltrate"], "fraction": [0.25]}),

@@ -24,7 +24,6 @@ KEY = "held_out_explain"
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Forward slashes:FutureWarning"),
-    pytest.mark.filterwarnings("ignore:.*genes are not in the model's vocabulary:UserWarning"),
 ]
 
 

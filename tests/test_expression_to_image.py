@@ -39,9 +39,7 @@ def retrieval_model(load_her2st, make_small_config):
 
 
 def _translate(adata, model, **kwargs):
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not in the model's vocabulary", category=UserWarning)
-        return omnist.tl.translate(adata, INSTRUCTION, model=model, progress=False, **kwargs)
+    return omnist.tl.translate(adata, INSTRUCTION, model=model, progress=False, **kwargs)
 
 
 @pytest.fixture(scope="module")

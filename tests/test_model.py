@@ -547,3 +547,42 @@ def test_plot_translation_saves_file(translated, tmp_path):
     _, after = translated
     omnist.pl.translation(after, KEY, n_genes=1, show=False, save=tmp_path / "c2.png")
     assert (tmp_path / "c2.png").stat().st_size > 0
+
+
+def test_plot_translation_single_gene_string(translated):
+    _, after = translated
+    figure = omnist.pl.translation(after, KEY, genes="ERBB2", show=False)
+    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    assert titles[0] == "ERBB2 measured"
+    assert len(titles) == 2
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"genes": []}, "genes is empty"), ({"n_genes": 0}, "n_genes=0")])
+def test_plot_translation_no_genes_raises(translated, kwargs, message):
+    _, after = translated
+    with pytest.raises(ValueError, match=message):
+        omnist.pl.translation(after, KEY, show=False, **kwargs)
+
+
+def test_plot_translation_missing_image_raises(translated):
+    _, after = translated
+    adata = after.copy()
+    library = next(iter(adata.uns["spatial"]))
+    del adata.uns["spatial"][library]["images"]
+    with pytest.raises(KeyError, match=r"\['images'\]\['hires'\] is missing .* or pass img_key=None"):
+        omnist.pl.translation(adata, KEY, show=False)
+
+
+def test_plot_translation_spots_without_uns_spatial(translated):
+    """Without uns["spatial"], img_key=None draws spots about one spot pitch wide, not single pixels."""
+    _, after = translated
+    adata = after.copy()
+    del adata.uns["spatial"]
+    figure = omnist.pl.translation(adata, KEY, n_genes=1, img_key=None, show=False)
+    paths = figure.axes[0].collections[0].get_paths()
+    assert len(paths) == adata.n_obs
+    coordinates = np.asarray(adata.obsm["spatial"], dtype=np.float64)
+    distances = np.linalg.norm(coordinates[:, None] - coordinates[None], axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    pitch = np.median(distances.min(axis=1))
+    assert 0.5 * pitch <= paths[0].get_extents().width <= 1.5 * pitch

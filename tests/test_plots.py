@@ -42,7 +42,6 @@ SLASH_WARNING = "ignore:Forward slashes:FutureWarning"
 
 pytestmark = [
     pytest.mark.filterwarnings(SLASH_WARNING),
-    pytest.mark.filterwarnings("ignore:.*genes are not in the model's vocabulary:UserWarning"),
     pytest.mark.filterwarnings("ignore:The model has several label sets:UserWarning"),
 ]
 
@@ -111,7 +110,8 @@ def test_spatial_explain_titles_carry_figures(c2):
     figure = omnist.pl.spatial_explain(c2, groupby=GROUPBY, group=GROUP, show=False)
     tissue_ax, _, identity_ax, markers_ax, composition_ax = figure.axes
     top, score = record["identity"]["label"].iloc[0], record["identity"]["score"].iloc[0]
-    assert tissue_ax.get_title() == f"{GROUP}: {top} (score {score:.3f})"
+    uncertain = record["margin"] < c2.uns["omnist_explain"]["params"]["uncertain_margin"]
+    assert tissue_ax.get_title() == f"{GROUP}: {top} (score {score:.3f}{', uncertain' if uncertain else ''})"
     assert identity_ax.get_title() == f"Identity (margin {record['margin']:.3f})"
     assert markers_ax.get_title() == "Marker genes (adjusted p < 0.05)"
     assert composition_ax.get_title() == "Composition\nobsm['proportions_major']"
@@ -235,6 +235,36 @@ def test_spatial_explain_missing_key_raises(c2):
         omnist.pl.spatial_explain(c2, groupby=GROUPBY, group=GROUP, key="nothing", show=False)
 
 
+def test_spatial_explain_uncertain_title(c2):
+    c2.uns["omnist_explain"]["params"]["uncertain_margin"] = np.inf
+    figure = omnist.pl.spatial_explain(c2, groupby=GROUPBY, group=GROUP, show=False)
+    assert figure.axes[0].get_title().endswith(", uncertain)")
+
+
+def test_spatial_explain_slash_region_after_h5ad(c2, tmp_path):
+    """C2's cluster names contain "/", which h5ad keys cannot hold; every region survives the round trip."""
+    slashed = [name for name in c2.uns["omnist_explain"]["params"]["groups"] if "/" in name]
+    assert slashed
+    path = tmp_path / "c2.h5ad"
+    c2.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    assert set(back.uns["omnist_explain"]) == set(c2.uns["omnist_explain"])
+    for name in slashed:
+        figure = omnist.pl.spatial_explain(back, groupby=GROUPBY, group=name, show=False)
+        assert figure.get_suptitle().startswith(f"Region {name} of {GROUPBY}")
+        assert figure.axes[1].texts[0].get_text().replace("\n", " ").startswith(f"Region {name} (")
+
+
+def test_spatial_explain_empty_palette_raises(c2):
+    with pytest.raises(ValueError, match="palette is empty"):
+        omnist.pl.spatial_explain(c2, groupby=GROUPBY, group=GROUP, palette=[], show=False)
+
+
+def test_spatial_explain_short_crop_coord_raises(c2):
+    with pytest.raises(ValueError, match=r"Invalid crop_coord=\(0, 10, 0\): pass four values"):
+        omnist.pl.spatial_explain(c2, groupby=GROUPBY, group=GROUP, crop_coord=(0, 10, 0), show=False)
+
+
 def test_spatial_explain_saves_file(c2, tmp_path):
     path = tmp_path / "explain.png"
     omnist.pl.spatial_explain(c2, groupby=GROUPBY, group=GROUP, show=False, save=path)
@@ -316,6 +346,16 @@ def test_retrieval_missing_key_raises(c2):
 def test_retrieval_categorical_key_raises(c2):
     with pytest.raises(ValueError, match="numeric"):
         omnist.pl.retrieval(c2, GROUPBY, show=False)
+
+
+def test_retrieval_fractional_top_k_raises(c2):
+    with pytest.raises(ValueError, match=r"Invalid top_k=2.5: pass an integer of at least 1"):
+        omnist.pl.retrieval(c2, QUERY_KEY, top_k=2.5, show=False)
+
+
+def test_retrieval_invalid_patches_raise(c2):
+    with pytest.raises(ValueError, match=r"adata.obsm\['spatial'\] has shape .* not \(spots, height, width, 3\)"):
+        omnist.pl.retrieval(c2, QUERY_KEY, patches_key="spatial", show=False)
 
 
 def test_retrieval_zero_top_k_raises(c2):
@@ -429,6 +469,25 @@ def test_plot_attribution_genes(c2, c2_model):
     bars_ax = figure.axes[0]
     assert len(bars_ax.patches) == 7
     assert bars_ax.get_title().startswith("expression attribution (all genes sum to ")
+
+
+def test_attribution_fractional_spot_raises(c2, c2_model):
+    with pytest.raises(ValueError, match=r"Invalid spot=3.7: pass an obs name \(str\) or an integer position"):
+        omnist.tl.attribution(c2, model=c2_model, instruction=IMAGE_INSTRUCTION, spot=3.7)
+
+
+def test_plot_attribution_single_gene_string(c2, c2_model):
+    """genes="X" draws gene X, not one bar per character."""
+    gene = omnist.tl.attribution(c2, model=c2_model, instruction=EXPRESSION_INSTRUCTION, spot=5).genes.index[0]
+    figure = omnist.pl.attribution(
+        c2, model=c2_model, instruction=EXPRESSION_INSTRUCTION, spot=5, genes=gene, show=False
+    )
+    assert [label.get_text() for label in figure.axes[0].get_yticklabels()] == [gene]
+
+
+def test_plot_attribution_zero_genes_raises(c2, c2_model):
+    with pytest.raises(ValueError, match="Invalid n_genes=0"):
+        omnist.pl.attribution(c2, model=c2_model, instruction=EXPRESSION_INSTRUCTION, spot=5, n_genes=0, show=False)
 
 
 def test_plot_attribution_named_genes(c2, c2_model):
@@ -596,3 +655,37 @@ def test_attribution_embedding_task_raises(crop_done):
     adata, model = crop_done
     with pytest.raises(ValueError, match="embedding"):
         omnist.tl.attribution(adata.copy(), model=model, instruction="embed each spot", spot=0)
+
+
+def test_benchmark_numpy_values():
+    """Values written with numpy types (np.float32, np.int64) are metrics like Python floats."""
+    results = {"task": {"omnist": {"m": np.float32(0.5)}, "ridge": {"m": np.int64(0)}}}
+    ax = omnist.pl.benchmark(results, show=False)
+    assert sorted(text.get_text() for text in ax.texts) == ["0.000", "0.500"]
+
+
+def test_benchmark_variants_not_baselines():
+    results = {"task": {"omnist": {"m": 0.5}, "omnist_probability": {"m": 0.4}, "majority": {"m": 0.3}}}
+    ax = omnist.pl.benchmark(results, show=False)
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["omnist", "omnist_probability", "majority (baseline)"]
+
+
+def test_benchmark_integer_method_keys():
+    ax = omnist.pl.benchmark({"task": {"omnist": {"m": 0.5}, 1: {"m": 0.3}}}, show=False)
+    assert len(ax.patches) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [("[1, 2]", "hold a list, not a mapping"), ("{not json", "are not valid JSON")]
+)
+def test_benchmark_invalid_file_raises(tmp_path, text, message):
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"Benchmark results .*results.json {message}"):
+        omnist.pl.benchmark(path, show=False)
+
+
+def test_benchmark_per_section_list_raises():
+    with pytest.raises(ValueError, match="per_section is a list"):
+        omnist.pl.benchmark({"task": {"omnist": {"m": 0.5, "per_section": [0.4, 0.6]}}}, show=False)

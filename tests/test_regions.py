@@ -1,11 +1,15 @@
-"""Tests of omnist.tl.rank_regions, the region identity ranking that explain and translate share."""
+"""Tests of omnist.tl.rank_regions, the region identity ranking that explain and translate share, and of the
+region names and uns keys both use."""
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 from omnist.tl import rank_regions
+from omnist.tl._regions import region_codes, region_key
 
 LABELS = ["invasive cancer", "connective tissue", "immune infiltrate"]
 
@@ -94,3 +98,94 @@ def test_rank_regions_exponent_out_of_range():
     probabilities, masks = _section()
     with pytest.raises(ValueError, match="Invalid prevalence_exponent=1.5: pass a value between 0 and 1"):
         rank_regions(probabilities, masks, LABELS, prevalence_exponent=1.5)
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [np.r_[np.ones(60, dtype=int), np.zeros(40, dtype=int)], np.ones(99, dtype=bool), np.ones((100, 1), dtype=bool)],
+    ids=["integer", "short", "two_dimensional"],
+)
+def test_rank_regions_invalid_mask_raises(mask):
+    """An integer 0/1 mask would index rows 0 and 1 instead of selecting spots; it must not pass silently."""
+    probabilities, _ = _section()
+    with pytest.raises(ValueError, match=r"Mask of region 'r' has dtype .* pass a boolean array with one entry per"):
+        rank_regions(probabilities, {"r": mask}, LABELS)
+
+
+def test_rank_regions_list_mask_equals_array():
+    probabilities, masks = _section()
+    as_lists = {region: mask.tolist() for region, mask in masks.items()}
+    for region, ranking in rank_regions(probabilities, as_lists, LABELS).items():
+        expected = rank_regions(probabilities, masks, LABELS)[region]
+        np.testing.assert_array_equal(ranking["score"], expected["score"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: np.where(np.arange(100)[:, None] == 3, np.nan, p), "NaN or infinite"),
+        (lambda p: p - 0.1 * (np.arange(3) == 2), "negative values"),
+        (lambda p: 2 * p, "Row 0 of probabilities sums to 2, not 1"),
+    ],
+    ids=["nan", "negative", "unnormalised"],
+)
+def test_rank_regions_invalid_probabilities_raise(change, message):
+    probabilities, masks = _section()
+    with pytest.raises(ValueError, match=message):
+        rank_regions(change(probabilities), masks, LABELS)
+
+
+def test_rank_regions_duplicated_labels_raise():
+    probabilities, masks = _section()
+    with pytest.raises(ValueError, match=r"Labels \['cancer'\] occur more than once"):
+        rank_regions(probabilities, masks, ["cancer", "cancer", "immune"])
+
+
+def test_rank_regions_regions_equal_as_strings_raise():
+    probabilities, masks = _section()
+    with pytest.raises(ValueError, match="Regions 1 and '1' are equal as strings"):
+        rank_regions(probabilities, {1: masks["cancer"], "1": masks["stroma"]}, LABELS)
+
+
+def _obs_section(regions) -> ad.AnnData:
+    return ad.AnnData(obs=pd.DataFrame({"region": regions}, index=[f"s{i}" for i in range(len(regions))]))
+
+
+def test_region_key_replaces_slash():
+    assert region_key("immune : B/plasma cells, APC") == "immune : B\u2215plasma cells, APC"
+    assert region_key("cancer") == "cancer"
+
+
+def test_region_codes_regions_and_codes():
+    codes, names, regions = region_codes(_obs_section(["a", "b/c", "a", None]), "region")
+    assert names == ["a", "b/c"]
+    assert regions == {"a": 0, "b/c": 1}
+    np.testing.assert_array_equal(codes, [0, 1, 0, -1])
+
+
+@pytest.mark.parametrize(
+    ("regions", "reserved", "message"),
+    [
+        (["a", ""], (), "region with the empty name ''"),
+        (["a", "params"], ("params",), "region named 'params', which collides with the 'params' entry"),
+        (["a/b", "a\u2215b"], (), "get the same key"),
+        ([1, "1"], (), "categories that are equal as strings"),
+    ],
+    ids=["empty", "reserved", "slash", "equal_strings"],
+)
+def test_region_codes_invalid_names_raise(regions, reserved, message):
+    with pytest.raises(ValueError, match=message):
+        region_codes(_obs_section(regions), "region", reserved=reserved)
+
+
+def test_region_codes_float_column_raises():
+    adata = _obs_section(np.linspace(0, 1, 50))
+    with pytest.raises(ValueError, match=r"adata.obs\['region'\] holds non-integer numbers \(50 distinct values\)"):
+        region_codes(adata, "region")
+
+
+def test_region_codes_integer_valued_floats():
+    """Cluster ids read with NaN become floats; they stay usable as regions."""
+    _, names, regions = region_codes(_obs_section([0.0, 1.0, np.nan, 1.0]), "region")
+    assert names == ["0.0", "1.0"]
+    assert set(regions) == {"0.0", "1.0"}

@@ -22,6 +22,7 @@ from omnist.bench._domains import (
 from omnist.bench._report import summarise
 from omnist.model import OmniSTConfig
 from omnist.tl import explain
+from omnist.tl._regions import region_key
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def explain_regions(
         )
         section = test.copy()
         explain(section, groupby=label_key, groups=regions, model=model, key_added="bench")
-        records = {region: section.uns["bench"][region] for region in regions}
+        records = {region: section.uns["bench"][region_key(region)] for region in regions}
         identities = {region: record["identity"]["label"].iloc[0] for region, record in records.items()}
         per_section["omnist"][held_out] = _identity_scores(identities)
         # The identity tables carry each label's mean probability, so the probability-only ranking needs no

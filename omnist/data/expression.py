@@ -9,6 +9,11 @@ import scanpy as sc
 from anndata import AnnData
 from scipy import sparse
 
+from omnist._warnings import warn
+
+# Non-integer values that all stay below this look log-transformed rather than like counts.
+LOG_MAX = 50.0
+
 
 def counts_matrix(adata: AnnData, layer: str | None = None):
     """Return the counts of ``adata.X`` or ``adata.layers[layer]`` after checking they are finite and ≥ 0."""
@@ -24,6 +29,13 @@ def counts_matrix(adata: AnnData, layer: str | None = None):
     if values.size and values.min() < 0:
         raise ValueError(
             f"The counts contain negative values (min {values.min():.3g}): pass raw counts, not scaled data."
+        )
+    sample = values.ravel()[:: max(1, values.size // 100_000)]
+    if values.size and values.max() < LOG_MAX and not np.array_equal(sample, np.round(sample)):
+        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+        warn(
+            f"{where} looks log-transformed (non-integer values up to {values.max():.3g}), but omnist normalises "
+            "raw counts itself: pass the raw counts in X or name their layer with layer=.",
         )
     return matrix
 

@@ -40,6 +40,12 @@ def neighbour_table(adata: AnnData, n_neighs: int = DEFAULT_N_NEIGHBOURS) -> np.
     else:
         if "spatial" not in adata.obsm:
             raise KeyError("adata.obsm['spatial'] is missing: the spatial graph needs spot coordinates.")
+        finite = np.isfinite(np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]).all(axis=1)
+        if not finite.all():
+            raise ValueError(
+                f"adata.obsm['spatial'] has NaN or infinite coordinates for {int((~finite).sum())} spots, e.g. "
+                f"{list(adata.obs_names[~finite][:3])}: drop those spots, e.g. adata = adata[finite_mask].copy()."
+            )
         view = AnnData(obs=adata.obs[[]], obsm={"spatial": np.asarray(adata.obsm["spatial"])[:, :2]})
         k = min(n_neighs, max(adata.n_obs - 1, 1))
         with _quiet_graph_log():

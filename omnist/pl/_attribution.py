@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from omnist.model import OmniST
 from omnist.pl._utils import finish
 from omnist.tl._attribution import Attribution
 from omnist.tl._attribution import attribution as compute_attribution
+
+# Narrowest figure in inches, so that the two-line title fits over a single panel.
+MIN_WIDTH = 7.0
 
 
 def attribution(
@@ -108,7 +112,8 @@ def attribution(
         panels += 3
     if shown_genes is not None:
         panels += 1
-    figure, axes = plt.subplots(1, panels, figsize=figsize or (4.0 * panels, 4.2), layout="constrained", squeeze=False)
+    size = figsize or (max(4.0 * panels, MIN_WIDTH), 4.2)
+    figure, axes = plt.subplots(1, panels, figsize=size, layout="constrained", squeeze=False)
     axes = list(axes[0])
     if result.image is not None:
         patch_ax, map_ax, overlay_ax = axes[:3]
@@ -129,11 +134,14 @@ def attribution(
 
 
 def _shown_genes(result: Attribution, genes: Sequence[str] | None, n_genes: int):
+    genes = [genes] if isinstance(genes, str) else genes
     if result.genes is None:
         if genes is not None:
             raise KeyError(f"Task {result.task!r} does not read expression: genes {list(genes)} have no attribution.")
         return None
     if genes is None:
+        if isinstance(n_genes, bool) or not isinstance(n_genes, numbers.Integral) or n_genes < 1:
+            raise ValueError(f"Invalid n_genes={n_genes!r}: pass an integer of at least 1.")
         return result.genes.head(n_genes)
     missing = [gene for gene in genes if gene not in result.genes.index]
     if missing:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 OMNIST_METHOD = "omnist"
 BASELINE_COLOURS = ("0.35", "0.55", "0.7", "0.82", "0.45", "0.62")
+# omnist first, then its variants (methods named "omnist_..."), drawn in colour without hatching.
+VARIANT_COLOURS = ("tab:red", "tab:orange", "tab:pink", "tab:brown")
 
 
 def benchmark(
@@ -31,7 +34,8 @@ def benchmark(
 ) -> Axes | None:
     """Draw benchmark results as bars grouped by task, with each value written on its bar.
 
-    omnist is drawn in colour and every other method, a baseline, in grey with hatching. Dots mark the value
+    omnist and its variants (methods named ``omnist_...``) are drawn in colour, every other method, a
+    baseline, in grey with hatching. Dots mark the value
     of each held-out section when the record has ``"per_section"``.
 
     Parameters
@@ -63,7 +67,8 @@ def benchmark(
     KeyError
         If no task reports ``metric`` (the message lists the metrics present).
     ValueError
-        If ``results`` contains no task in the layout above.
+        If ``results`` contains no task in the layout above, the file is not JSON, or a ``per_section`` entry
+        is not a mapping.
     """
     results = _load(results)
     tasks = _tasks(results)
@@ -80,11 +85,10 @@ def benchmark(
     if ax is None:
         width = max(6.0, 1.0 * sum(len(tasks[task]) for task in chosen) + 2.0)
         _, ax = plt.subplots(figsize=figsize or (width, 4.5), layout="constrained")
-    colours = {
-        method: "tab:red" if method == OMNIST_METHOD else BASELINE_COLOURS[index % len(BASELINE_COLOURS)]
-        for index, method in enumerate(method for method in methods if method != OMNIST_METHOD)
-    }
-    colours.setdefault(OMNIST_METHOD, "tab:red")
+    variants = [method for method in methods if _is_omnist(method)]
+    baselines = [method for method in methods if not _is_omnist(method)]
+    colours = {method: VARIANT_COLOURS[index % len(VARIANT_COLOURS)] for index, method in enumerate(variants)}
+    colours.update({method: BASELINE_COLOURS[index % len(BASELINE_COLOURS)] for index, method in enumerate(baselines)})
     labelled: set[str] = set()
     for group, (task, name) in enumerate(chosen.items()):
         present = [method for method in methods if method in tasks[task]]
@@ -93,7 +97,7 @@ def benchmark(
             record = tasks[task][method]
             offset = group + (position - (len(present) - 1) / 2) * bar_width
             value = _value(record, name)
-            baseline = method != OMNIST_METHOD
+            baseline = not _is_omnist(method)
             label = None
             if method not in labelled:
                 label = f"{method} (baseline)" if baseline else method
@@ -127,7 +131,18 @@ def _load(results: Mapping | str | Path) -> Mapping:
     path = Path(results)
     if not path.is_file():
         raise FileNotFoundError(f"Benchmark results {path} not found: pass the results.json the benchmark wrote.")
-    return json.loads(path.read_text())
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"Benchmark results {path} are not valid JSON ({error}): pass the results.json the benchmark wrote."
+        ) from error
+    if not isinstance(results, Mapping):
+        raise ValueError(
+            f"Benchmark results {path} hold a {type(results).__name__}, not a mapping of task to methods: pass the "
+            "results.json the benchmark wrote."
+        )
+    return results
 
 
 def _tasks(results: Mapping) -> dict[str, Mapping]:
@@ -135,7 +150,7 @@ def _tasks(results: Mapping) -> dict[str, Mapping]:
     tasks = {}
     for task, records in results.items():
         if isinstance(records, Mapping) and records and all(isinstance(r, Mapping) for r in records.values()):
-            tasks[str(task)] = records
+            tasks[str(task)] = {str(method): record for method, record in records.items()}
         else:
             logger.warning("skipping results[%r]: it is not a mapping of method to metrics", task)
     if not tasks:
@@ -146,8 +161,12 @@ def _tasks(results: Mapping) -> dict[str, Mapping]:
     return tasks
 
 
+def _is_omnist(method: str) -> bool:
+    return method == OMNIST_METHOD or method.startswith(f"{OMNIST_METHOD}_")
+
+
 def _is_metric(value) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    return value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_))
 
 
 def _metrics(records: Mapping) -> list[str]:
@@ -178,7 +197,13 @@ def _value(record: Mapping, metric: str) -> float | None:
 
 def _section_values(record: Mapping, metric: str) -> list[float]:
     values = []
-    for value in (record.get("per_section") or {}).values():
+    per_section = record.get("per_section") or {}
+    if not isinstance(per_section, Mapping):
+        raise ValueError(
+            f"per_section is a {type(per_section).__name__}: pass a mapping of section name to a value or to "
+            "{metric: value}."
+        )
+    for value in per_section.values():
         if isinstance(value, Mapping):
             value = value.get(metric)
         if _is_metric(value) and value is not None and math.isfinite(value):

@@ -14,9 +14,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from omnist.pl._utils import Tissue, category_colour, draw_image, finish, set_view, spot_circles, tissue
+from omnist.tl._regions import region_key
 
 # Opacity of the white veil over the tissue outside the region.
-DIM_ALPHA = 0.6
+DIM_ALPHA = 0.75
 # The region's outline encloses discs of this many spot pitches around its spots, so neighbouring spots merge.
 OUTLINE_PITCHES = 0.6
 TEXT_WIDTH_CHARACTERS = 100
@@ -84,12 +85,15 @@ def spatial_explain(
     ValueError
         If the explanations were computed for another ``groupby``.
     """
-    record = _explanation(adata, key, groupby, group)
+    group = str(group)
+    record, params = _explanation(adata, key, groupby, group)
     view = tissue(adata, library_id=library_id, img_key=img_key, size=size)
     mask = (adata.obs[groupby].astype(str) == group).to_numpy()
     colour = category_colour(adata, groupby, group, palette)
     identity = record["identity"]
-    title = f"{group}: {identity['label'].iloc[0]} (score {identity['score'].iloc[0]:.3f})"
+    uncertain = float(record.get("margin", np.nan)) < float(params.get("uncertain_margin", -np.inf))
+    title = f"{group}: {identity['label'].iloc[0]} (score {identity['score'].iloc[0]:.3f}"
+    title += ", uncertain)" if uncertain else ")"
 
     if ax is not None:
         _draw_region(ax, view, mask, colour, crop_coord)
@@ -109,22 +113,23 @@ def spatial_explain(
     return finish(figure, figure, show, save)
 
 
-def _explanation(adata: AnnData, key: str, groupby: str, group: str) -> Mapping:
+def _explanation(adata: AnnData, key: str, groupby: str, group: str) -> tuple[Mapping, Mapping]:
+    """Return the explanation of ``group`` and the params of ``uns[key]``."""
     if key not in adata.uns:
         raise KeyError(f"adata.uns[{key!r}] is missing: run omnist.tl.explain(adata, groupby={groupby!r}) first.")
     explanations = adata.uns[key]
     params = explanations.get("params", {})
+    if groupby not in adata.obs:
+        raise KeyError(f"groupby {groupby!r} is not a column of adata.obs; columns: {list(adata.obs.columns)}.")
     if params.get("groupby", groupby) != groupby:
         raise ValueError(
             f"adata.uns[{key!r}] explains regions of {params['groupby']!r}, not {groupby!r}: pass "
             f"groupby={params['groupby']!r} or run omnist.tl.explain with groupby={groupby!r}."
         )
-    if groupby not in adata.obs:
-        raise KeyError(f"groupby {groupby!r} is not a column of adata.obs.")
-    if group not in explanations or group == "params":
-        regions = [name for name in explanations if name != "params"]
-        raise KeyError(f"adata.uns[{key!r}] has no explanation of {group!r}; explained regions: {regions}.")
-    return explanations[group]
+    names = [str(name) for name in params.get("groups", [])] or [name for name in explanations if name != "params"]
+    if str(group) not in names or region_key(group) not in explanations:
+        raise KeyError(f"adata.uns[{key!r}] has no explanation of {group!r}; explained regions: {names}.")
+    return explanations[region_key(group)], params
 
 
 def _draw_region(ax: Axes, view: Tissue, mask: np.ndarray, colour, crop_coord) -> None:
@@ -184,7 +189,7 @@ def _draw_identity(ax: Axes, record: Mapping) -> None:
         image = record["image_identity"].set_index("label")["score"].reindex(labels)
         _barh(ax, labels, identity["score"], "tab:blue", "expression", offset=-0.2, height=0.4)
         _barh(ax, labels, image.to_numpy(), "tab:orange", "H&E only", offset=0.2, height=0.4)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2, fontsize=8, frameon=False)
     else:
         _barh(ax, labels, identity["score"], "tab:blue")
     ax.set_yticks(np.arange(len(labels)), labels)
@@ -200,7 +205,7 @@ def _draw_markers(ax: Axes, markers: pd.DataFrame) -> None:
         ax.set_xticks([])
         ax.set_yticks([])
         return
-    genes = markers["gene"].astype(str).tolist()
+    genes = markers["symbol" if "symbol" in markers else "gene"].astype(str).tolist()
     _barh(ax, genes, markers["score"].to_numpy(), "tab:green")
     ax.set_yticks(np.arange(len(genes)), genes)
     ax.invert_yaxis()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -72,11 +73,12 @@ def retrieval(
         If ``obs[key]`` is missing, or an image is needed (``img_key`` given, or no ``obsm[patches_key]``) and
         ``uns["spatial"][library_id]["images"]`` lacks it.
     ValueError
-        If ``obs[key]`` is not numeric, has no finite score, or ``top_k`` < 1.
+        If ``obs[key]`` is not numeric, has no finite score, ``top_k`` is not an integer of at least 1, or
+        ``obsm[patches_key]`` does not hold RGB patches.
     """
     scores = _scores(adata, key)
-    if top_k < 1:
-        raise ValueError(f"top_k={top_k} must be at least 1.")
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ValueError(f"Invalid top_k={top_k!r}: pass an integer of at least 1.")
     view = tissue(adata, library_id=library_id, img_key=img_key, size=size)
     finite = np.flatnonzero(np.isfinite(scores))
     top = finite[np.argsort(-scores[finite], kind="stable")[:top_k]]
@@ -96,7 +98,7 @@ def retrieval(
     outer = figure.add_gridspec(1, 2, width_ratios=[6, 2.2 * columns])
     tissue_ax = figure.add_subplot(outer[0])
     collection = _draw_scores(tissue_ax, view, scores, top, cmap, crop_coord)
-    figure.colorbar(collection, ax=tissue_ax, shrink=0.6, label="cosine similarity to the query")
+    figure.colorbar(collection, ax=tissue_ax, shrink=0.6, label="query probability")
     tissue_ax.set_title(title)
     gallery = outer[1].subgridspec(rows, columns)
     for rank, (index, patch) in enumerate(zip(top, patches, strict=True), start=1):
@@ -139,7 +141,13 @@ def _draw_scores(ax: Axes, view: Tissue, scores: np.ndarray, top: np.ndarray, cm
 def _top_patches(adata: AnnData, top: np.ndarray, patches_key: str, library_id: str | None) -> np.ndarray:
     """Return the patches of the spots ``top`` from ``obsm[patches_key]``, else cut from the image in memory."""
     if patches_key in adata.obsm:
-        return np.asarray(adata.obsm[patches_key][np.sort(top)])[np.argsort(np.argsort(top))]
+        patches = np.asarray(adata.obsm[patches_key])
+        if patches.ndim != 4 or patches.shape[-1] != 3:
+            raise ValueError(
+                f"adata.obsm[{patches_key!r}] has shape {patches.shape}, not (spots, height, width, 3): pass the "
+                "patches_key of omnist.pp.extract_patches."
+            )
+        return patches[top]
     libraries = adata.uns.get("spatial", {}) or {}
     if library_id is None and len(libraries) == 1:
         library_id = next(iter(libraries))

@@ -13,7 +13,7 @@ from anndata import AnnData
 from matplotlib.figure import Figure
 
 from omnist.data.expression import log1p_cp10k
-from omnist.data.spatial import get_library_id
+from omnist.pl._utils import tissue
 
 
 def translation(
@@ -55,10 +55,27 @@ def translation(
     Returns
     -------
     The figure when ``show=False``, else None. ``adata`` is not modified.
+
+    Raises
+    ------
+    KeyError
+        If ``obsm[key]`` is missing, a gene in ``genes`` is not both predicted and measured, or ``img_key`` is
+        given and the image ``uns["spatial"][library_id]["images"][img_key]`` is missing.
+    ValueError
+        If ``genes`` is empty, ``n_genes`` < 1, ``obsm[key]`` repeats a gene, or no predicted gene is measured.
     """
     if key not in adata.obsm or not isinstance(adata.obsm[key], pd.DataFrame):
         raise KeyError(f"adata.obsm[{key!r}] is missing or not a DataFrame: run omnist.tl.translate first.")
     predicted = adata.obsm[key]
+    if predicted.columns.duplicated().any():
+        repeated = sorted(set(predicted.columns[predicted.columns.duplicated()]))
+        raise ValueError(f"adata.obsm[{key!r}] has duplicated gene columns {repeated}: keep one column per gene.")
+    if genes is None and n_genes < 1:
+        raise ValueError(f"Invalid n_genes={n_genes}: pass at least 1.")
+    genes = [genes] if isinstance(genes, str) else genes
+    if genes is not None and not len(genes):
+        raise ValueError("genes is empty: pass at least one gene, or None for the best-predicted ones.")
+    drawn = tissue(adata, library_id=library_id, img_key=img_key)
     measured_genes = [gene for gene in predicted.columns if gene in adata.var_names]
     if not measured_genes:
         raise ValueError(f"None of the predicted genes in obsm[{key!r}] is measured in adata.var_names.")
@@ -76,7 +93,7 @@ def translation(
         plot_obs[f"measured {gene}"] = measured[gene].to_numpy()
         plot_obs[f"predicted {gene}"] = predicted[gene].to_numpy(dtype=np.float64)
         titles += [f"{gene} measured", f"{gene} predicted (r = {r[gene]:.2f})"]
-    library_id = get_library_id(adata, library_id) if "spatial" in adata.uns else None
+    library_id = drawn.library_id
     view = AnnData(obs=plot_obs, obsm={"spatial": np.asarray(adata.obsm["spatial"])}, uns={})
     if library_id is not None:
         view.uns["spatial"] = {library_id: adata.uns["spatial"][library_id]}
@@ -92,7 +109,7 @@ def translation(
         cmap=cmap,
         ncols=2,
         show=False,
-        spot_size=None if library_id is not None else 1.0,
+        spot_size=None if library_id is not None else 2 * drawn.radius,
     )
     figure = plt.gcf()
     if save is not None:

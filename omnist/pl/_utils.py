@@ -66,10 +66,10 @@ def tissue(
         library = libraries[library_id]
         images = library.get("images", {}) or {}
         if img_key not in images:
+            other = f"pass img_key={sorted(images)[0]!r}, " if images else "load a section with an image, "
             raise KeyError(
                 f"No H&E image: adata.uns['spatial'][{library_id!r}]['images'][{img_key!r}] is missing "
-                f"(images present: {sorted(images)}). Load a section with an image, or pass img_key=None to draw "
-                "the spots only."
+                f"(images present: {sorted(images)}): {other}or pass img_key=None to draw the spots only."
             )
         image = np.asarray(images[img_key])
         scale = _image_scale(library, library_id, img_key)
@@ -118,6 +118,11 @@ def set_view(ax: Axes, view: Tissue, crop_coord: Sequence[float] | None) -> None
     Call it after drawing, because ``imshow`` resets the limits.
     """
     if crop_coord is not None:
+        if len(crop_coord) != 4:
+            raise ValueError(
+                f"Invalid crop_coord={tuple(crop_coord)}: pass four values (left, right, top, bottom) in "
+                "full-resolution pixels."
+            )
         left, right, top, bottom = (float(value) * view.scale for value in crop_coord)
     else:
         margin = VIEW_MARGIN_PITCHES * view.pitch + view.radius
@@ -158,6 +163,8 @@ def category_colour(
         return colormap(position / max(len(categories) - 1, 1))
     if palette is not None:
         colours = list(palette)
+        if not colours:
+            raise ValueError("palette is empty: pass colours, a mapping of category to colour, or None.")
         return mcolors.to_rgba(colours[position % len(colours)])
     stored = adata.uns.get(f"{groupby}_colors")
     if stored is not None and len(stored) == len(categories):

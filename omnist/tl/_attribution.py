@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from omnist.model import OmniST
 from omnist.model._batches import spot_tensors
 from omnist.tl._inputs import spot_inputs
 from omnist.tl._translate import _candidates
-from omnist.tl._validate import check_adata
+from omnist.tl._validate import check_adata, check_model
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def attribution(
         If the spot, the target label or the target gene is unknown, or the task's input is missing.
     """
     check_adata(adata)
+    check_model(model)
     if n_steps < 1:
         raise ValueError(f"n_steps={n_steps} must be at least 1.")
     index = _spot_index(adata, spot)
@@ -180,6 +182,8 @@ def _spot_index(adata: AnnData, spot: int | str) -> int:
         if spot not in adata.obs_names:
             raise KeyError(f"Spot {spot!r} is not in adata.obs_names, e.g. {list(adata.obs_names[:3])}.")
         return int(adata.obs_names.get_loc(spot))
+    if isinstance(spot, bool) or not isinstance(spot, numbers.Integral):
+        raise ValueError(f"Invalid spot={spot!r}: pass an obs name (str) or an integer position.")
     index = int(spot)
     if not -adata.n_obs <= index < adata.n_obs:
         raise KeyError(f"Spot position {spot} is out of range for {adata.n_obs} spots.")

@@ -8,6 +8,7 @@ from anndata import AnnData
 
 from omnist.model import OmniST
 from omnist.tl._translate import translate
+from omnist.tl._validate import check_model
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def embed(
     layer, batch_size, progress, copy
         As in :func:`omnist.tl.translate`.
     """
+    check_model(model)
     if "embed" not in {task.name for task in model.tasks}:
         raise ValueError("The model was not trained on the embed task: train it on sections with expression input.")
     return translate(

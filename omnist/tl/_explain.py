@@ -9,6 +9,7 @@ is evidence too.
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,9 +27,9 @@ from omnist.data.graph import neighbour_table
 from omnist.data.labels import describe_label
 from omnist.data.spatial import get_library_id, image_source
 from omnist.model import OmniST
-from omnist.tl._inputs import spot_inputs
-from omnist.tl._regions import rank_regions
-from omnist.tl._validate import check_adata
+from omnist.tl._inputs import check_gene_coverage, spot_inputs
+from omnist.tl._regions import rank_regions, region_codes, region_key
+from omnist.tl._validate import check_adata, check_model
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ MARKER_ALPHA = 0.05
 # Cell types and neighbouring regions named in the sentences; the stored tables keep all of them.
 N_COMPOSITION_NAMED = 3
 N_NEIGHBOURS_NAMED = 2
+# Rows of a composition table may miss a sum of 1 by this much.
+COMPOSITION_TOLERANCE = 0.01
 
 LLM_PROMPT = (
     "Rephrase the following description of a tissue region as fluent prose for a pathologist. Keep every "
@@ -119,14 +122,17 @@ def explain(
     Returns
     -------
     ``None``. Writes only ``uns[key_added]``: one dict per region, keyed by the region name as a string,
-    plus ``"params"``. A region's dict holds:
+    plus ``"params"``. h5ad files cannot store "/" in a key, so in the key a "/" of the name becomes "∕"
+    (U+2215); ``params["groups"]`` lists the region names and ``params["keys"]`` their keys in the same
+    order. A region's dict holds:
 
     - ``text``: the explanation (str); ``text_llm`` (str) too when ``llm`` is given;
     - ``n_spots``: spots in the region (int);
     - ``identity``: DataFrame with columns ``label``, ``score``, ``probability`` (mean over the region's
       spots) and ``enrichment`` (``probability`` over the label's mean probability in the section), best first;
     - ``margin``: top score minus runner-up score (float, NaN with a single candidate);
-    - ``markers``: DataFrame with columns ``gene``, ``score`` (Wilcoxon z-score), ``pvals_adj`` and
+    - ``markers``: DataFrame with columns ``gene`` (the ``var_names`` entry), ``symbol`` (from
+      ``var["gene_symbol"]`` when present, else ``gene``), ``score`` (Wilcoxon z-score), ``pvals_adj`` and
       ``logfoldchanges``, best first;
     - ``composition``: DataFrame with columns ``cell_type`` and ``fraction``, largest first (empty when no
       composition is available); ``composition_source``: ``"obsm:<key>"``, ``"predicted"`` or ``""``;
@@ -153,11 +159,12 @@ def explain(
     """
     start = time.perf_counter()
     check_adata(adata)
-    codes, names, regions = _region_codes(adata, groupby, groups)
-    if n_genes < 0:
-        raise ValueError(f"n_genes={n_genes} must be at least 0.")
-    if composition_key is not None and composition_key not in adata.obsm:
-        raise KeyError(f"composition_key {composition_key!r} is not in adata.obsm; keys: {list(adata.obsm)}.")
+    check_model(model)
+    codes, names, regions = region_codes(adata, groupby, groups, reserved={"params"})
+    if isinstance(n_genes, bool) or not isinstance(n_genes, numbers.Integral) or n_genes < 0:
+        raise ValueError(f"Invalid n_genes={n_genes!r}: pass an integer of at least 0.")
+    if composition_key is not None:
+        _check_composition(adata, composition_key)
     llm_path = _check_llm_path(llm)
     task_names = {task.name for task in model.tasks}
     if REGION_TASK not in task_names:
@@ -166,6 +173,7 @@ def explain(
             "whose instructions come from omnist.pp.build_instructions(adata, label_keys=[...])."
         )
     values, texts = _identity_candidates(model, groupby, labels)
+    check_gene_coverage(adata, model)
     logger.info("explaining %d regions of %r with %d candidate labels", len(regions), groupby, len(values))
 
     masks = {region: codes == index for region, index in regions.items()}
@@ -190,15 +198,16 @@ def explain(
             neighbours[region],
         )
         record["text"] = _compose_text(region, record, n_genes)
-        entry[region] = record
+        entry[region_key(region)] = record
     if llm_path is not None:
-        rephrased = rephrase(llm_path, {region: record["text"] for region, record in entry.items()})
-        for region, text in rephrased.items():
-            entry[region]["text_llm"] = text
+        rephrased = rephrase(llm_path, {key: record["text"] for key, record in entry.items()})
+        for key, text in rephrased.items():
+            entry[key]["text_llm"] = text
 
     entry["params"] = {
         "groupby": groupby,
         "groups": np.asarray(list(regions), dtype=str),
+        "keys": np.asarray([region_key(region) for region in regions], dtype=str),
         "candidates": np.asarray(values, dtype=str),
         "n_genes": int(n_genes),
         "composition_key": composition_key or "",
@@ -235,31 +244,6 @@ def _region_record(
     return record
 
 
-def _region_codes(
-    adata: AnnData, groupby: str, groups: str | Sequence[str] | None
-) -> tuple[np.ndarray, list[str], dict[str, int]]:
-    """Return each spot's category code (-1 = no region), the category names and ``{region: code}`` to explain."""
-    if groupby not in adata.obs:
-        raise KeyError(f"groupby {groupby!r} is not a column of adata.obs; columns: {list(adata.obs.columns)}.")
-    column = adata.obs[groupby].astype("category")
-    codes = column.cat.codes.to_numpy()
-    names = [str(category) for category in column.cat.categories]
-    if len(set(names)) < len(names):
-        raise ValueError(f"adata.obs[{groupby!r}] has categories that are equal as strings: {names}.")
-    available = {name: index for index, name in enumerate(names) if (codes == index).any()}
-    if "params" in available:
-        raise ValueError(f"adata.obs[{groupby!r}] has a region named 'params', which collides with the params entry.")
-    if groups is None:
-        return codes, names, available
-    requested = [str(group) for group in ([groups] if isinstance(groups, str) else groups)]
-    missing = [group for group in requested if group not in available]
-    if missing:
-        raise KeyError(f"Groups {missing} are not in adata.obs[{groupby!r}]; available: {list(available)}.")
-    if not requested:
-        raise ValueError("groups is empty: pass at least one region or None for all regions.")
-    return codes, names, {group: available[group] for group in dict.fromkeys(requested)}
-
-
 def _check_llm_path(llm: str | Path | None) -> Path | None:
     if llm is None:
         return None
@@ -275,7 +259,7 @@ def _check_llm_path(llm: str | Path | None) -> Path | None:
 def _identity_candidates(model: OmniST, groupby: str, labels: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """Return candidate label values and the texts the text decoder scores them by."""
     if labels is not None:
-        values = [str(label) for label in dict.fromkeys(labels)]
+        values = [str(label) for label in dict.fromkeys([labels] if isinstance(labels, str) else labels)]
         if not values:
             raise ValueError("labels is empty: pass at least one candidate label.")
         return values, [describe_label(value) for value in values]
@@ -310,7 +294,9 @@ def _text_embeddings(
 ) -> torch.Tensor:
     """Return the text-space embedding of every spot under task ``task_name``."""
     task = next(task for task in model.tasks if task.name == task_name)
-    inputs = spot_inputs(adata, model, task.inputs, patches_key=patches_key, layer=layer, progress=progress)
+    inputs = spot_inputs(
+        adata, model, task.inputs, patches_key=patches_key, layer=layer, progress=progress, check_genes=False
+    )
     instruction = _task_instruction(model, task_name)
     states = model.encode_spots(inputs, instruction, task.inputs, task.output, progress=progress)
     return model.text_embeddings(states)
@@ -347,6 +333,7 @@ def marker_genes(adata: AnnData, codes: np.ndarray, regions: dict[str, int], n_g
     empty = pd.DataFrame(
         {
             "gene": pd.Series(dtype=object),
+            "symbol": pd.Series(dtype=object),
             "score": pd.Series(dtype=np.float64),
             "pvals_adj": pd.Series(dtype=np.float64),
             "logfoldchanges": pd.Series(dtype=np.float64),
@@ -374,6 +361,10 @@ def marker_genes(adata: AnnData, codes: np.ndarray, regions: dict[str, int], n_g
         n_genes=view.n_vars,
         key_added="markers",
     )
+    symbols = pd.Series(adata.var_names.astype(str), index=adata.var_names)
+    if "gene_symbol" in adata.var:
+        given = adata.var["gene_symbol"].astype(object)
+        symbols = symbols.where(given.isna() | (given.astype(str) == ""), given.astype(str))
     for region in testable:
         table = sc.get.rank_genes_groups_df(view, group=str(regions[region]), key="markers")
         keep = (table["pvals_adj"] < MARKER_ALPHA) & (table["logfoldchanges"] > 0)
@@ -381,6 +372,7 @@ def marker_genes(adata: AnnData, codes: np.ndarray, regions: dict[str, int], n_g
         tables[region] = pd.DataFrame(
             {
                 "gene": table["names"].astype(str).to_numpy(dtype=object),
+                "symbol": symbols.loc[table["names"].astype(str)].to_numpy(dtype=object),
                 "score": table["scores"].to_numpy(dtype=np.float64),
                 "pvals_adj": table["pvals_adj"].to_numpy(dtype=np.float64),
                 "logfoldchanges": table["logfoldchanges"].to_numpy(dtype=np.float64),
@@ -394,6 +386,27 @@ def _composition_frame(mean: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(
         {"cell_type": mean.index.astype(str).to_numpy(dtype=object), "fraction": mean.to_numpy(dtype=np.float64)}
     )
+
+
+def _check_composition(adata: AnnData, key: str) -> None:
+    """Raise unless ``obsm[key]`` has one row of non-negative fractions summing to 1 per spot (NaN rows allowed)."""
+    if key not in adata.obsm:
+        raise KeyError(f"composition_key {key!r} is not in adata.obsm; keys: {list(adata.obsm)}.")
+    table = adata.obsm[key]
+    try:
+        values = np.asarray(table.to_numpy() if isinstance(table, pd.DataFrame) else table, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"adata.obsm[{key!r}] is not numeric ({error}): pass cell-type proportions.") from error
+    if values.ndim != 2:
+        raise ValueError(f"adata.obsm[{key!r}] has shape {values.shape}: pass one row of cell-type fractions per spot.")
+    rows = values[np.isfinite(values).all(axis=1)]
+    sums = rows.sum(axis=1)
+    if (rows < 0).any() or (np.abs(sums - 1.0) > COMPOSITION_TOLERANCE).any():
+        raise ValueError(
+            f"adata.obsm[{key!r}] does not hold proportions: values range over [{rows.min():.3g}, {rows.max():.3g}] "
+            f"and rows sum to between {sums.min():.3g} and {sums.max():.3g}. Pass non-negative cell-type "
+            "fractions whose rows sum to 1, e.g. abundances divided by their row sums."
+        )
 
 
 def _compositions(adata, model, masks, composition_key, layer, progress) -> tuple[dict, str]:
@@ -444,14 +457,15 @@ def neighbour_fractions(adata: AnnData, codes: np.ndarray, names: Sequence[str],
 
 
 def _percent(fraction: float) -> str:
-    return f"{100 * fraction:.0f}%"
+    return "<1%" if 0 < fraction < 0.005 else f"{100 * fraction:.0f}%"
 
 
 def _marker_sentence(markers: pd.DataFrame, n_spots: int) -> str:
     if n_spots < 2:
         return "Marker genes were not tested because the region has a single spot."
     if len(markers):
-        return f"Marker genes enriched here (adjusted p < {MARKER_ALPHA:g}): {', '.join(markers['gene'].astype(str))}."
+        names = ", ".join(markers["symbol"].astype(str))
+        return f"Marker genes enriched here (adjusted p < {MARKER_ALPHA:g}): {names}."
     return f"No gene is enriched here at adjusted p < {MARKER_ALPHA:g}."
 
 

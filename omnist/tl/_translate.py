@@ -19,10 +19,13 @@ from omnist.model import OmniST
 from omnist.model._omnist import expression_frame
 from omnist.tasks import TEXT_PLACEHOLDER
 from omnist.tl._inputs import spot_inputs
-from omnist.tl._regions import rank_regions
-from omnist.tl._validate import check_adata
+from omnist.tl._regions import rank_regions, region_codes, region_key
+from omnist.tl._validate import check_adata, check_model
 
 logger = logging.getLogger(__name__)
+
+# Keys of a region_to_text entry in uns that are not regions.
+REGION_RESERVED = frozenset({"groupby", "regions", "params"})
 
 
 def translate(
@@ -92,7 +95,9 @@ def translate(
     - retrieval (``text_to_region``): ``obs[key]``, the probability the text decoder gives the query against
       the label texts the model was trained on (a score in [0, 1] per spot);
     - description (``region_to_text``): ``uns[key][region]`` with ``texts``, ``scores``, ``probabilities``
-      and ``enrichment``, best first, and ``n_spots`` (see :func:`rank_regions`);
+      and ``enrichment``, best first, and ``n_spots`` (see :func:`rank_regions`); ``uns[key]["groupby"]``
+      and ``uns[key]["regions"]``, the region names. A "/" in a name becomes "∕" (U+2215) in its key, as
+      h5ad files cannot store "/" in a key;
     - patch retrieval (``expression_to_image``): ``obsm[key]``, a DataFrame of the ``top_k`` gallery spot
       names whose patches match each spot's expression best (columns ``"1"`` … best first), and
       ``obsm[key + "_scores"]``, their cosine similarities; without ``gallery``, also ``obs[key + "_rank"]``,
@@ -120,6 +125,7 @@ def translate(
     """
     start = time.perf_counter()
     check_adata(adata, require_genes=False)
+    check_model(model)
     resolved = model.resolve(instruction)
     task = resolved.task
     check_adata(adata, require_genes=bool({"expression", "graph"} & set(task.inputs)))
@@ -177,19 +183,20 @@ def translate(
         obsm_entries[key] = model.spot_embeddings(states)
     elif task.name == "text_to_region":
         query = resolved.query or instruction
-        text = describe_label(query).split(": ", 1)[-1] if ": " in describe_label(query) else query
+        expanded = describe_label(query)
+        # describe_label returns "query: expansion" for a glossary term and the query itself otherwise.
+        text = expanded[len(query) + 2 :] if expanded != query else query
         embeddings = model.text_embeddings(states)
         obs_columns[key] = _query_probability(model, embeddings, text, task.name)
         uns_entry["query"] = text
     elif task.name == "region_to_text":
         values, texts = _candidates(model, instruction, labels, task.name)
         embeddings = model.text_embeddings(states)
-        regions = adata.obs[groupby].astype("category")
-        masks = {str(region): (regions == region).to_numpy() for region in regions.cat.categories}
-        masks = {region: mask for region, mask in masks.items() if mask.any()}
+        codes, _, regions = region_codes(adata, groupby, reserved=REGION_RESERVED)
+        masks = {region: codes == code for region, code in regions.items()}
         rankings = rank_regions(model.text_probabilities(embeddings, texts), masks, values)
         for region, ranking in rankings.items():
-            uns_entry[region] = {
+            uns_entry[region_key(region)] = {
                 "texts": ranking["label"].to_numpy(dtype=str),
                 "scores": ranking["score"].to_numpy(),
                 "probabilities": ranking["probability"].to_numpy(),
@@ -197,6 +204,7 @@ def translate(
                 "n_spots": int(masks[region].sum()),
             }
         uns_entry["groupby"] = groupby
+        uns_entry["regions"] = np.asarray(list(regions), dtype=str)
     else:
         values, texts = _candidates(model, instruction, labels, task.name)
         embeddings = model.text_embeddings(states)
@@ -340,7 +348,7 @@ def _candidates(
     one whose key is closest to the instruction is used, with a warning.
     """
     if labels is not None:
-        values = [str(label) for label in dict.fromkeys(labels)]
+        values = [str(label) for label in dict.fromkeys([labels] if isinstance(labels, str) else labels)]
         if not values:
             raise ValueError("labels is empty: pass at least one candidate label.")
         return values, [describe_label(value) for value in values]

@@ -11,7 +11,10 @@ def check_adata(adata: AnnData, name: str = "adata", *, require_genes: bool = Tr
     ``require_genes=False`` accepts an AnnData without genes, e.g. spots that only carry an H&E image.
     """
     if not isinstance(adata, AnnData):
-        raise TypeError(f"{name} must be an AnnData, got {type(adata).__name__}.")
+        hint = ""
+        if type(adata).__name__ == "SpatialData":
+            hint = " Convert it first: adata = omnist.datasets.from_spatialdata(sdata, table_key=...)."
+        raise TypeError(f"{name} must be an AnnData, got {type(adata).__name__}.{hint}")
     if adata.n_obs == 0:
         raise ValueError(f"{name} has no spots (n_obs = 0).")
     if adata.n_vars == 0 and require_genes:
@@ -24,3 +27,14 @@ def check_adata(adata: AnnData, name: str = "adata", *, require_genes: bool = Tr
         )
     if not adata.obs_names.is_unique:
         raise ValueError(f"{name}.obs_names is not unique: run adata.obs_names_make_unique() first.")
+
+
+def check_model(model) -> None:
+    """Raise a ``TypeError`` unless ``model`` is a trained :class:`~omnist.model.OmniST`."""
+    from omnist.model import OmniST
+
+    if not isinstance(model, OmniST):
+        raise TypeError(
+            f"model must be an OmniST, got {type(model).__name__}: pass omnist.tl.train(...) output or "
+            "omnist.model.OmniST.load(folder)."
+        )
