@@ -431,7 +431,7 @@ def test_explain_non_integer_n_genes_raises(f1_before, model, n_genes):
 
 def test_explain_composition_not_proportions_raises(f1_before, model):
     """Coordinates are not cell-type fractions: their rows do not sum to 1."""
-    with pytest.raises(ValueError, match=r"adata.obsm\['spatial'\] does not hold proportions"):
+    with pytest.raises(ValueError, match=r"adata.obsm\['spatial'\] does not contain proportions"):
         omnist.tl.explain(f1_before.copy(), groupby="pathology", model=model, composition_key="spatial")
 
 
@@ -466,6 +466,52 @@ def test_explain_log_transformed_counts_warn(f1_before, model):
     sc.pp.log1p(adata)
     with pytest.warns(UserWarning, match=r"adata.X looks log-transformed .* pass the raw counts"):
         omnist.tl.explain(adata, groupby="pathology", groups=["immune infiltrate"], model=model)
+
+
+def test_explain_region_without_composition(f1_before, model):
+    """A region whose spots all lack proportions gets an empty composition and no composition sentence."""
+    adata = f1_before.copy()
+    table = adata.obsm["proportions_major"].copy()
+    table.loc[(adata.obs["pathology"] == "immune infiltrate").to_numpy()] = np.nan
+    adata.obsm["proportions_major"] = table
+    omnist.tl.explain(adata, groupby="pathology", model=model, composition_key="proportions_major")
+    record = adata.uns[KEY]["immune infiltrate"]
+    assert len(record["composition"]) == 0
+    assert "Composition" not in record["text"]
+    assert "nan" not in record["text"]
+    assert len(adata.uns[KEY]["invasive cancer"]["composition"])
+
+
+@pytest.mark.parametrize("key", ["explain/pathology", "", "."])
+def test_explain_invalid_key_added_raises(f1_before, model, key):
+    with pytest.raises(ValueError, match=rf"Invalid key_added={key!r}: pass a non-empty name without '/'"):
+        omnist.tl.explain(f1_before.copy(), groupby="pathology", model=model, key_added=key)
+
+
+def test_explain_several_sections_raise(f1_before, model):
+    adata = f1_before.copy()
+    adata.obs["library_id"] = np.where(np.arange(adata.n_obs) < 300, "F1", "F2")
+    with pytest.raises(ValueError, match=r"spots of 2 sections in obs\['library_id'\].*explain one section at a time"):
+        omnist.tl.explain(adata, groupby="pathology", model=model)
+
+
+def test_explain_one_section_of_several_libraries(f1_before, model):
+    """A subset of one section keeps every library in uns["spatial"]; obs["library_id"] shows it is one section."""
+    adata = f1_before.copy()
+    adata.obs["library_id"] = "F1"
+    adata.uns["spatial"] = {"F1": {}, "F2": {}}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*libraries", category=UserWarning)
+        omnist.tl.explain(adata, groupby="pathology", groups=["immune infiltrate"], model=model)
+
+
+def test_explain_all_missing_regions_raise(f1_before, model):
+    adata = f1_before.copy()
+    adata.obs["empty"] = pd.Categorical([np.nan] * adata.n_obs, categories=["a"])
+    with pytest.raises(ValueError, match="has no spot with a region"):
+        omnist.tl.explain(adata, groupby="empty", model=model)
+    with pytest.raises(ValueError, match="has no spot with a region"):
+        omnist.tl.translate(adata, model.instructions["region_to_text"][0], model=model, groupby="empty")
 
 
 def test_explain_nan_coordinates_raise(f1_before, model):

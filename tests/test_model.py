@@ -586,3 +586,14 @@ def test_plot_translation_spots_without_uns_spatial(translated):
     np.fill_diagonal(distances, np.inf)
     pitch = np.median(distances.min(axis=1))
     assert 0.5 * pitch <= paths[0].get_extents().width <= 1.5 * pitch
+
+
+def test_plot_translation_matches_gene_symbols(translated):
+    """Measured genes are found through var["gene_symbol"] when var_names are other identifiers."""
+    _, after = translated
+    adata = after.copy()
+    adata.var["gene_symbol"] = adata.var_names.astype(str)
+    adata.var_names = [f"ID{index}" for index in range(adata.n_vars)]
+    figure = omnist.pl.translation(adata, KEY, genes=["ERBB2"], show=False)
+    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    assert titles[0] == "ERBB2 measured"

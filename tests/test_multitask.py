@@ -306,3 +306,13 @@ def test_build_instructions_extra_text_task_fills_query(data_dir):
     omnist.pp.build_instructions(adata, label_keys=["pathology"], extra_tasks=["text_to_expression"])
     rows = adata.uns["omnist"]["instructions"].query("task == 'text_to_expression'")
     assert rows["instruction"].str.contains("the described region").all()
+
+
+def test_build_instructions_query_keeps_label_with_colon(data_dir):
+    """A label that contains ": " itself, such as C2's "immune : B/plasma cells, APC", is queried whole."""
+    adata = omnist.datasets.her2st("C2", root=data_dir / "her2st")
+    omnist.pp.build_instructions(adata, label_keys=["cluster_annotation"])
+    table = adata.uns["omnist"]["instructions"]
+    rows = table[table["target"] == "obs:cluster_annotation=immune : B/plasma cells, APC"]
+    assert len(rows)
+    assert rows["instruction"].str.contains("immune : B/plasma cells, APC", regex=False).all()

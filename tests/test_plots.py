@@ -265,6 +265,31 @@ def test_spatial_explain_short_crop_coord_raises(c2):
         omnist.pl.spatial_explain(c2, groupby=GROUPBY, group=GROUP, crop_coord=(0, 10, 0), show=False)
 
 
+def test_spatial_explain_stale_region_raises(c2):
+    c2.obs[GROUPBY] = c2.obs[GROUPBY].cat.rename_categories({GROUP: "renamed"})
+    with pytest.raises(ValueError, match=f"Region '{GROUP}' has no spots .* rerun omnist.tl.explain"):
+        omnist.pl.spatial_explain(c2, groupby=GROUPBY, group=GROUP, show=False)
+
+
+def test_spatial_explain_changed_region_warns(c2):
+    c2.obs[GROUPBY] = c2.obs[GROUPBY].astype(str)
+    c2.obs.iloc[0, c2.obs.columns.get_loc(GROUPBY)] = GROUP if c2.obs[GROUPBY].iloc[0] != GROUP else "cancer 2"
+    with pytest.warns(UserWarning, match=f"Region '{GROUP}' has .* spots .* but was explained with"):
+        omnist.pl.spatial_explain(c2, groupby=GROUPBY, group=GROUP, show=False)
+
+
+def test_spatial_explain_translate_key_raises(c2):
+    c2.uns["described"] = {GROUP: {"texts": np.array(["cancer 1"])}, "params": {}}
+    with pytest.raises(KeyError, match=r"adata.uns\['described'\] has no omnist.tl.explain results"):
+        omnist.pl.spatial_explain(c2, groupby=GROUPBY, group=GROUP, key="described", show=False)
+
+
+@pytest.mark.parametrize("value", [0, 2.5])
+def test_spatial_explain_invalid_n_cell_types_raises(c2, value):
+    with pytest.raises(ValueError, match=f"Invalid n_cell_types={value}"):
+        omnist.pl.spatial_explain(c2, groupby=GROUPBY, group=GROUP, n_cell_types=value, show=False)
+
+
 def test_spatial_explain_saves_file(c2, tmp_path):
     path = tmp_path / "explain.png"
     omnist.pl.spatial_explain(c2, groupby=GROUPBY, group=GROUP, show=False, save=path)
@@ -689,3 +714,8 @@ def test_benchmark_invalid_file_raises(tmp_path, text, message):
 def test_benchmark_per_section_list_raises():
     with pytest.raises(ValueError, match="per_section is a list"):
         omnist.pl.benchmark({"task": {"omnist": {"m": 0.5, "per_section": [0.4, 0.6]}}}, show=False)
+
+
+def test_benchmark_list_raises():
+    with pytest.raises(TypeError, match="results is a list: pass the"):
+        omnist.pl.benchmark([1, 2], show=False)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from omnist.data.labels import label_query
 from omnist.tl import rank_regions
 from omnist.tl._regions import region_codes, region_key
 
@@ -166,7 +167,7 @@ def test_region_codes_regions_and_codes():
 @pytest.mark.parametrize(
     ("regions", "reserved", "message"),
     [
-        (["a", ""], (), "region with the empty name ''"),
+        (["a", ""], (), "region named '', which cannot be a key in an h5ad file"),
         (["a", "params"], ("params",), "region named 'params', which collides with the 'params' entry"),
         (["a/b", "a\u2215b"], (), "get the same key"),
         ([1, "1"], (), "categories that are equal as strings"),
@@ -180,7 +181,7 @@ def test_region_codes_invalid_names_raise(regions, reserved, message):
 
 def test_region_codes_float_column_raises():
     adata = _obs_section(np.linspace(0, 1, 50))
-    with pytest.raises(ValueError, match=r"adata.obs\['region'\] holds non-integer numbers \(50 distinct values\)"):
+    with pytest.raises(ValueError, match=r"adata.obs\['region'\] contains non-integer numbers \(50 distinct values\)"):
         region_codes(adata, "region")
 
 
@@ -189,3 +190,36 @@ def test_region_codes_integer_valued_floats():
     _, names, regions = region_codes(_obs_section([0.0, 1.0, np.nan, 1.0]), "region")
     assert names == ["0.0", "1.0"]
     assert set(regions) == {"0.0", "1.0"}
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("immune : B/plasma cells, APC", "immune : B/plasma cells, APC"),
+        ("L1", "cortical layer 1"),
+        ("tumour", "tumour"),
+    ],
+)
+def test_label_query_glossary_and_colons(label, expected):
+    assert label_query(label) == expected
+
+
+def test_label_query_description():
+    assert label_query("c3", {"c3": "stroma: fibroblasts"}) == "stroma: fibroblasts"
+
+
+def test_rank_regions_non_numeric_exponent_raises():
+    probabilities, masks = _section()
+    with pytest.raises(ValueError, match="Invalid prevalence_exponent=None: pass a number between 0 and 1"):
+        rank_regions(probabilities, masks, LABELS, prevalence_exponent=None)
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_region_codes_dot_names_raise(name):
+    with pytest.raises(ValueError, match="cannot be a key in an h5ad file"):
+        region_codes(_obs_section(["a", name]), "region")
+
+
+def test_region_codes_all_missing_raises():
+    with pytest.raises(ValueError, match=r"adata.obs\['region'\] has no spot with a region"):
+        region_codes(_obs_section([None, None]), "region")

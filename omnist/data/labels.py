@@ -28,3 +28,14 @@ def describe_label(label: str, descriptions: dict[str, str] | None = None) -> st
         if re.match(pattern, label, flags=re.IGNORECASE):
             return f"{label}: {re.sub(pattern, expansion, label, flags=re.IGNORECASE)}"
     return label
+
+
+def label_query(label: str, descriptions: dict[str, str] | None = None) -> str:
+    """Return the query text of a label: the user's description or the glossary expansion, else the label.
+
+    Unlike splitting :func:`describe_label` at ": ", this keeps labels that contain ": " themselves whole,
+    such as "immune : B/plasma cells, APC".
+    """
+    label = str(label)
+    described = describe_label(label, descriptions)
+    return described[len(label) + 2 :] if described != label else label

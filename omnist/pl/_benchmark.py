@@ -64,6 +64,8 @@ def benchmark(
     ------
     FileNotFoundError
         If ``results`` is a path that does not exist.
+    TypeError
+        If ``results`` is neither a mapping nor a path.
     KeyError
         If no task reports ``metric`` (the message lists the metrics present).
     ValueError
@@ -128,6 +130,11 @@ def benchmark(
 def _load(results: Mapping | str | Path) -> Mapping:
     if isinstance(results, Mapping):
         return results
+    if not isinstance(results, str | Path):
+        raise TypeError(
+            f"results is a {type(results).__name__}: pass the {{task: {{method: {{metric: value}}}}}} mapping or the "
+            "path of the results.json the benchmark wrote."
+        )
     path = Path(results)
     if not path.is_file():
         raise FileNotFoundError(f"Benchmark results {path} not found: pass the results.json the benchmark wrote.")
@@ -197,7 +204,8 @@ def _value(record: Mapping, metric: str) -> float | None:
 
 def _section_values(record: Mapping, metric: str) -> list[float]:
     values = []
-    per_section = record.get("per_section") or {}
+    per_section = record.get("per_section")
+    per_section = {} if per_section is None else per_section
     if not isinstance(per_section, Mapping):
         raise ValueError(
             f"per_section is a {type(per_section).__name__}: pass a mapping of section name to a value or to "

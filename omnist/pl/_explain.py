@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from omnist._warnings import warn
 from omnist.pl._utils import Tissue, category_colour, draw_image, finish, set_view, spot_circles, tissue
 from omnist.tl._regions import region_key
 
@@ -83,12 +85,30 @@ def spatial_explain(
         If ``uns[key]`` has no explanation of ``group``, ``groupby`` is not an ``obs`` column, or the image
         ``uns["spatial"][library_id]["images"][img_key]`` is missing.
     ValueError
-        If the explanations were computed for another ``groupby``.
+        If the explanations were computed for another ``groupby``, the region has no spots any more, or
+        ``n_cell_types`` is not a positive integer.
+
+    Warns
+    -----
+    UserWarning
+        If the region's spot count differs from the one it was explained with.
     """
     group = str(group)
+    if isinstance(n_cell_types, bool) or not isinstance(n_cell_types, numbers.Integral) or n_cell_types < 1:
+        raise ValueError(f"Invalid n_cell_types={n_cell_types!r}: pass an integer of at least 1.")
     record, params = _explanation(adata, key, groupby, group)
     view = tissue(adata, library_id=library_id, img_key=img_key, size=size)
     mask = (adata.obs[groupby].astype(str) == group).to_numpy()
+    if not mask.any():
+        raise ValueError(
+            f"Region {group!r} has no spots in adata.obs[{groupby!r}] any more: rerun omnist.tl.explain after "
+            "changing the regions."
+        )
+    if int(mask.sum()) != int(record["n_spots"]):
+        warn(
+            f"Region {group!r} has {int(mask.sum())} spots in adata.obs[{groupby!r}] but was explained with "
+            f"{int(record['n_spots'])}: rerun omnist.tl.explain after changing the regions.",
+        )
     colour = category_colour(adata, groupby, group, palette)
     identity = record["identity"]
     uncertain = float(record.get("margin", np.nan)) < float(params.get("uncertain_margin", -np.inf))
@@ -129,7 +149,10 @@ def _explanation(adata: AnnData, key: str, groupby: str, group: str) -> tuple[Ma
     names = [str(name) for name in params.get("groups", [])] or [name for name in explanations if name != "params"]
     if str(group) not in names or region_key(group) not in explanations:
         raise KeyError(f"adata.uns[{key!r}] has no explanation of {group!r}; explained regions: {names}.")
-    return explanations[region_key(group)], params
+    record = explanations[region_key(group)]
+    if not isinstance(record, Mapping) or "identity" not in record:
+        raise KeyError(f"adata.uns[{key!r}] has no omnist.tl.explain results: pass the key_added of explain.")
+    return record, params
 
 
 def _draw_region(ax: Axes, view: Tissue, mask: np.ndarray, colour, crop_coord) -> None:

@@ -76,10 +76,14 @@ def translation(
     if genes is not None and not len(genes):
         raise ValueError("genes is empty: pass at least one gene, or None for the best-predicted ones.")
     drawn = tissue(adata, library_id=library_id, img_key=img_key)
-    measured_genes = [gene for gene in predicted.columns if gene in adata.var_names]
+    names = _var_names_by_symbol(adata)
+    measured_genes = [gene for gene in predicted.columns if str(gene).upper() in names]
     if not measured_genes:
-        raise ValueError(f"None of the predicted genes in obsm[{key!r}] is measured in adata.var_names.")
-    measured = pd.DataFrame(log1p_cp10k(adata, measured_genes, layer), index=adata.obs_names, columns=measured_genes)
+        raise ValueError(
+            f"None of the predicted genes in obsm[{key!r}] is measured in adata (var_names or var['gene_symbol'])."
+        )
+    var_names = [names[str(gene).upper()] for gene in measured_genes]
+    measured = pd.DataFrame(log1p_cp10k(adata, var_names, layer), index=adata.obs_names, columns=measured_genes)
     r = measured.corrwith(predicted[measured_genes]).fillna(0.0)
     if genes is None:
         genes = list(r.sort_values(ascending=False).index[:n_genes])
@@ -118,3 +122,13 @@ def translation(
         plt.show()
         return None
     return figure
+
+
+def _var_names_by_symbol(adata: AnnData) -> dict[str, str]:
+    """Map upper-case gene symbols and var_names to var_names; ``var["gene_symbol"]`` wins where both match."""
+    names = {str(name).upper(): str(name) for name in adata.var_names}
+    if "gene_symbol" in adata.var:
+        for name, symbol in zip(adata.var_names, adata.var["gene_symbol"], strict=True):
+            if isinstance(symbol, str) and symbol:
+                names[symbol.upper()] = str(name)
+    return names

@@ -10,7 +10,7 @@ import pandas as pd
 from anndata import AnnData
 
 from omnist import tasks as task_registry
-from omnist.data.labels import describe_label
+from omnist.data.labels import label_query
 from omnist.data.spatial import get_library_id, image_source, microns_per_pixel, spot_diameter_um
 from omnist.tasks import TEXT_PLACEHOLDER
 
@@ -114,8 +114,7 @@ def build_instructions(
             add("image_to_domain", f"obs:{key}", {"label": name})
         descriptions = (label_descriptions or {}).get(key)
         for value in adata.obs[key].dropna().unique():
-            text = describe_label(value, descriptions)
-            query = text.split(": ", 1)[-1]
+            query = label_query(value, descriptions)
             add("text_to_region", f"obs:{key}={value}", {"query": query})
     for key in text_keys:
         add("region_to_text", f"obs:{key}", {})

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from anndata import AnnData
 
-from omnist.data.labels import describe_label
+from omnist.data.labels import label_query
 from omnist.model import OmniST
 from omnist.model._batches import spot_tensors
 from omnist.tl._inputs import spot_inputs
@@ -212,7 +212,7 @@ def _text_output(model, encode, tensors, task_name, instruction, query, labels, 
     if task_name == "text_to_region":
         # The query is scored as translate scores it: the description of the label, without the label.
         label = target or query or instruction
-        texts = {label: describe_label(label).split(": ", 1)[-1]}
+        texts = {label: label_query(label)}
     else:
         values, candidate_texts = _candidates(model, instruction, labels, task_name)
         texts = dict(zip(values, candidate_texts, strict=True))

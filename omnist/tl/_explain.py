@@ -22,6 +22,7 @@ import torch
 from anndata import AnnData
 
 from omnist import __version__
+from omnist._warnings import warn
 from omnist.data.expression import counts_matrix
 from omnist.data.graph import neighbour_table
 from omnist.data.labels import describe_label
@@ -29,7 +30,7 @@ from omnist.data.spatial import get_library_id, image_source
 from omnist.model import OmniST
 from omnist.tl._inputs import check_gene_coverage, spot_inputs
 from omnist.tl._regions import rank_regions, region_codes, region_key
-from omnist.tl._validate import check_adata, check_model
+from omnist.tl._validate import check_adata, check_key, check_model
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,8 @@ def explain(
     start = time.perf_counter()
     check_adata(adata)
     check_model(model)
+    check_key(key_added)
+    _check_one_section(adata)
     codes, names, regions = region_codes(adata, groupby, groups, reserved={"params"})
     if isinstance(n_genes, bool) or not isinstance(n_genes, numbers.Integral) or n_genes < 0:
         raise ValueError(f"Invalid n_genes={n_genes!r}: pass an integer of at least 0.")
@@ -242,6 +245,22 @@ def _region_record(
         record["image_identity"] = image_identity
         record["image_agrees"] = bool(image_identity["label"].iloc[0] == identity["label"].iloc[0])
     return record
+
+
+def _check_one_section(adata: AnnData) -> None:
+    """Raise when ``obs["library_id"]`` names several sections; warn when only ``uns["spatial"]`` suggests it."""
+    if "library_id" in adata.obs and adata.obs["library_id"].nunique() > 1:
+        libraries = sorted(map(str, adata.obs["library_id"].dropna().unique()))
+        raise ValueError(
+            f"adata has spots of {len(libraries)} sections in obs['library_id'] ({libraries[:5]}): explain one "
+            f"section at a time, e.g. adata[adata.obs['library_id'] == {libraries[0]!r}].copy()."
+        )
+    libraries = adata.uns.get("spatial", {}) or {}
+    if "library_id" not in adata.obs and len(libraries) > 1:
+        warn(
+            f"adata.uns['spatial'] has {len(libraries)} libraries: if adata holds several sections, explain one "
+            "section at a time, because enrichment and neighbours are measured over all spots passed.",
+        )
 
 
 def _check_llm_path(llm: str | Path | None) -> Path | None:
@@ -382,7 +401,8 @@ def marker_genes(adata: AnnData, codes: np.ndarray, regions: dict[str, int], n_g
 
 
 def _composition_frame(mean: pd.Series) -> pd.DataFrame:
-    mean = mean.sort_values(ascending=False, kind="stable")
+    """Return the composition table, largest first; a region whose spots all lack proportions gets none."""
+    mean = mean.dropna().sort_values(ascending=False, kind="stable")
     return pd.DataFrame(
         {"cell_type": mean.index.astype(str).to_numpy(dtype=object), "fraction": mean.to_numpy(dtype=np.float64)}
     )
@@ -403,7 +423,7 @@ def _check_composition(adata: AnnData, key: str) -> None:
     sums = rows.sum(axis=1)
     if (rows < 0).any() or (np.abs(sums - 1.0) > COMPOSITION_TOLERANCE).any():
         raise ValueError(
-            f"adata.obsm[{key!r}] does not hold proportions: values range over [{rows.min():.3g}, {rows.max():.3g}] "
+            f"adata.obsm[{key!r}] does not contain proportions: values range over [{rows.min():.3g}, {rows.max():.3g}] "
             f"and rows sum to between {sums.min():.3g} and {sums.max():.3g}. Pass non-negative cell-type "
             "fractions whose rows sum to 1, e.g. abundances divided by their row sums."
         )

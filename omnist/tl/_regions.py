@@ -17,6 +17,7 @@ section, as when it gives nearly every spot of a patient the same label.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
@@ -59,6 +60,8 @@ def rank_regions(
     -------
     ``{region: DataFrame}`` with columns ``label``, ``score``, ``probability`` and ``enrichment``, best first.
     """
+    if isinstance(prevalence_exponent, bool) or not isinstance(prevalence_exponent, numbers.Real):
+        raise ValueError(f"Invalid prevalence_exponent={prevalence_exponent!r}: pass a number between 0 and 1.")
     if not 0.0 <= prevalence_exponent <= 1.0:
         raise ValueError(f"Invalid prevalence_exponent={prevalence_exponent}: pass a value between 0 and 1.")
     probabilities = np.asarray(probabilities, dtype=np.float64)
@@ -137,7 +140,7 @@ def region_codes(
     """Return each spot's code in ``obs[groupby]`` (-1 = no region), the category names and ``{region: code}``.
 
     The regions are ``groups``, or every category with spots. Raises when two categories are equal as strings,
-    a region name is empty, or its ``uns`` key (see :func:`region_key`) is in ``reserved`` or shared with
+    a region name is empty, "." or "..", or its ``uns`` key (see :func:`region_key`) is in ``reserved`` or shared with
     another region.
     """
     if groupby not in adata.obs:
@@ -145,7 +148,7 @@ def region_codes(
     values = adata.obs[groupby]
     if pd.api.types.is_float_dtype(values) and (values.dropna() != values.dropna().round()).any():
         raise ValueError(
-            f"adata.obs[{groupby!r}] holds non-integer numbers ({values.nunique()} distinct values): pass a column "
+            f"adata.obs[{groupby!r}] contains non-integer numbers ({values.nunique()} distinct values): pass a column "
             "of region labels (categorical, string or integer)."
         )
     column = adata.obs[groupby].astype("category")
@@ -154,6 +157,10 @@ def region_codes(
     if len(set(names)) < len(names):
         raise ValueError(f"adata.obs[{groupby!r}] has categories that are equal as strings: {names}.")
     available = {name: index for index, name in enumerate(names) if (codes == index).any()}
+    if not available:
+        raise ValueError(
+            f"adata.obs[{groupby!r}] has no spot with a region (every value is missing): pass a filled column."
+        )
     if groups is None:
         chosen = available
     else:
@@ -167,8 +174,11 @@ def region_codes(
     keys: dict[str, str] = {}
     for name in chosen:
         key = region_key(name)
-        if not name.strip():
-            raise ValueError(f"adata.obs[{groupby!r}] has a region with the empty name {name!r}: rename it.")
+        if not name.strip() or name in (".", ".."):
+            raise ValueError(
+                f"adata.obs[{groupby!r}] has a region named {name!r}, which cannot be a key in an h5ad file: rename "
+                "it, or set it to NaN if it marks spots without a region."
+            )
         if key in reserved:
             raise ValueError(
                 f"adata.obs[{groupby!r}] has a region named {name!r}, which collides with the {key!r} entry: "

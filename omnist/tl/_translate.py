@@ -14,13 +14,13 @@ from anndata import AnnData
 from omnist import __version__
 from omnist._warnings import warn
 from omnist.data.expression import log1p_cp10k
-from omnist.data.labels import describe_label
+from omnist.data.labels import describe_label, label_query
 from omnist.model import OmniST
 from omnist.model._omnist import expression_frame
 from omnist.tasks import TEXT_PLACEHOLDER
 from omnist.tl._inputs import spot_inputs
 from omnist.tl._regions import rank_regions, region_codes, region_key
-from omnist.tl._validate import check_adata, check_model
+from omnist.tl._validate import check_adata, check_key, check_model
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +130,13 @@ def translate(
     task = resolved.task
     check_adata(adata, require_genes=bool({"expression", "graph"} & set(task.inputs)))
     key = key_added or f"omnist_{task.name}"
+    check_key(key)
     logger.info("instruction %r resolved to task %s (similarity %.2f)", instruction, task.name, resolved.score)
     if task.name == "region_to_text" and (groupby is None or groupby not in adata.obs):
         raise KeyError(f"region_to_text needs groupby= naming an obs column of regions; got {groupby!r}.")
+    if task.name == "region_to_text":
+        # Region names are checked before the model runs; the ranking step reads them again.
+        region_codes(adata, groupby, reserved=REGION_RESERVED)
     if task.target == "image":
         if top_k < 1:
             raise ValueError(f"top_k={top_k} must be at least 1.")
@@ -183,9 +187,7 @@ def translate(
         obsm_entries[key] = model.spot_embeddings(states)
     elif task.name == "text_to_region":
         query = resolved.query or instruction
-        expanded = describe_label(query)
-        # describe_label returns "query: expansion" for a glossary term and the query itself otherwise.
-        text = expanded[len(query) + 2 :] if expanded != query else query
+        text = label_query(query)
         embeddings = model.text_embeddings(states)
         obs_columns[key] = _query_probability(model, embeddings, text, task.name)
         uns_entry["query"] = text

@@ -38,3 +38,11 @@ def check_model(model) -> None:
             f"model must be an OmniST, got {type(model).__name__}: pass omnist.tl.train(...) output or "
             "omnist.model.OmniST.load(folder)."
         )
+
+
+def check_key(key: str, name: str = "key_added") -> None:
+    """Raise a ``ValueError`` for a results key that an h5ad file cannot store: empty, ".", or containing "/"."""
+    if not isinstance(key, str) or not key.strip() or "/" in key or key in (".", ".."):
+        raise ValueError(
+            f"Invalid {name}={key!r}: pass a non-empty name without '/', which h5ad files use to nest groups."
+        )
