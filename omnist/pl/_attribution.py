@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from omnist.model import OmniST
 from omnist.pl._utils import finish
 from omnist.tl._attribution import Attribution
 from omnist.tl._attribution import attribution as compute_attribution
+from omnist.tl._validate import check_count
 
 # Narrowest figure in inches, so that the two-line title fits over a single panel.
 MIN_WIDTH = 7.0
@@ -140,8 +140,7 @@ def _shown_genes(result: Attribution, genes: Sequence[str] | None, n_genes: int)
             raise KeyError(f"Task {result.task!r} does not read expression: genes {list(genes)} have no attribution.")
         return None
     if genes is None:
-        if isinstance(n_genes, bool) or not isinstance(n_genes, numbers.Integral) or n_genes < 1:
-            raise ValueError(f"Invalid n_genes={n_genes!r}: pass an integer of at least 1.")
+        check_count(n_genes, "n_genes", 1)
         return result.genes.head(n_genes)
     missing = [gene for gene in genes if gene not in result.genes.index]
     if missing:

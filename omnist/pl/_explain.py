@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from matplotlib.figure import Figure
 from omnist._warnings import warn
 from omnist.pl._utils import Tissue, category_colour, draw_image, finish, set_view, spot_circles, tissue
 from omnist.tl._regions import region_key
+from omnist.tl._validate import check_count
 
 # Opacity of the white veil over the tissue outside the region.
 DIM_ALPHA = 0.75
@@ -94,8 +94,7 @@ def spatial_explain(
         If the region's spot count differs from the one it was explained with.
     """
     group = str(group)
-    if isinstance(n_cell_types, bool) or not isinstance(n_cell_types, numbers.Integral) or n_cell_types < 1:
-        raise ValueError(f"Invalid n_cell_types={n_cell_types!r}: pass an integer of at least 1.")
+    check_count(n_cell_types, "n_cell_types", 1)
     record, params = _explanation(adata, key, groupby, group)
     view = tissue(adata, library_id=library_id, img_key=img_key, size=size)
     mask = (adata.obs[groupby].astype(str) == group).to_numpy()

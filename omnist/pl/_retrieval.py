@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from matplotlib.figure import Figure
 
 from omnist.data.patches import spot_patches
 from omnist.pl._utils import Tissue, draw_image, finish, set_view, spot_circles, tissue
+from omnist.tl._validate import check_count
 
 GALLERY_COLUMNS = 4
 
@@ -77,8 +77,7 @@ def retrieval(
         ``obsm[patches_key]`` does not hold RGB patches.
     """
     scores = _scores(adata, key)
-    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
-        raise ValueError(f"Invalid top_k={top_k!r}: pass an integer of at least 1.")
+    check_count(top_k, "top_k", 1)
     view = tissue(adata, library_id=library_id, img_key=img_key, size=size)
     finite = np.flatnonzero(np.isfinite(scores))
     top = finite[np.argsort(-scores[finite], kind="stable")[:top_k]]

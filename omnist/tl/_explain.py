@@ -9,7 +9,6 @@ is evidence too.
 from __future__ import annotations
 
 import logging
-import numbers
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,7 +29,7 @@ from omnist.data.spatial import get_library_id, image_source
 from omnist.model import OmniST
 from omnist.tl._inputs import check_gene_coverage, spot_inputs
 from omnist.tl._regions import rank_regions, region_codes, region_key
-from omnist.tl._validate import check_adata, check_key, check_model
+from omnist.tl._validate import check_adata, check_count, check_key, check_model
 
 logger = logging.getLogger(__name__)
 
@@ -164,8 +163,7 @@ def explain(
     check_key(key_added)
     _check_one_section(adata)
     codes, names, regions = region_codes(adata, groupby, groups, reserved={"params"})
-    if isinstance(n_genes, bool) or not isinstance(n_genes, numbers.Integral) or n_genes < 0:
-        raise ValueError(f"Invalid n_genes={n_genes!r}: pass an integer of at least 0.")
+    check_count(n_genes, "n_genes", 0)
     if composition_key is not None:
         _check_composition(adata, composition_key)
     llm_path = _check_llm_path(llm)
@@ -382,8 +380,8 @@ def marker_genes(adata: AnnData, codes: np.ndarray, regions: dict[str, int], n_g
     )
     symbols = pd.Series(adata.var_names.astype(str), index=adata.var_names)
     if "gene_symbol" in adata.var:
-        given = adata.var["gene_symbol"].astype(object)
-        symbols = symbols.where(given.isna() | (given.astype(str) == ""), given.astype(str))
+        recorded = adata.var["gene_symbol"].astype(object)
+        symbols = symbols.where(recorded.isna() | (recorded.astype(str) == ""), recorded.astype(str))
     for region in testable:
         table = sc.get.rank_genes_groups_df(view, group=str(regions[region]), key="markers")
         keep = (table["pvals_adj"] < MARKER_ALPHA) & (table["logfoldchanges"] > 0)

@@ -134,9 +134,10 @@ def translate(
     logger.info("instruction %r resolved to task %s (similarity %.2f)", instruction, task.name, resolved.score)
     if task.name == "region_to_text" and (groupby is None or groupby not in adata.obs):
         raise KeyError(f"region_to_text needs groupby= naming an obs column of regions; got {groupby!r}.")
+    region_plan = None
     if task.name == "region_to_text":
-        # Region names are checked before the model runs; the ranking step reads them again.
-        region_codes(adata, groupby, reserved=REGION_RESERVED)
+        # Region names are checked before the model runs.
+        region_plan = region_codes(adata, groupby, reserved=REGION_RESERVED)
     if task.target == "image":
         if top_k < 1:
             raise ValueError(f"top_k={top_k} must be at least 1.")
@@ -194,7 +195,7 @@ def translate(
     elif task.name == "region_to_text":
         values, texts = _candidates(model, instruction, labels, task.name)
         embeddings = model.text_embeddings(states)
-        codes, _, regions = region_codes(adata, groupby, reserved=REGION_RESERVED)
+        codes, _, regions = region_plan
         masks = {region: codes == code for region, code in regions.items()}
         rankings = rank_regions(model.text_probabilities(embeddings, texts), masks, values)
         for region, ranking in rankings.items():

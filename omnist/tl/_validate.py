@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from anndata import AnnData
 
 
@@ -46,3 +48,9 @@ def check_key(key: str, name: str = "key_added") -> None:
         raise ValueError(
             f"Invalid {name}={key!r}: pass a non-empty name without '/', which h5ad files use to nest groups."
         )
+
+
+def check_count(value, name: str, minimum: int) -> None:
+    """Raise a ``ValueError`` unless ``value`` is an integer (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"Invalid {name}={value!r}: pass an integer of at least {minimum}.")
