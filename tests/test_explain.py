@@ -203,7 +203,7 @@ def test_explain_identity_matches_translate(f1_before, f1, model):
 
 
 def test_translate_region_to_text_slash_names(f1_before, model, tmp_path):
-    """Region names with "/" get h5ad-safe keys; uns[key]["regions"] keeps the names."""
+    """Region names with "/" get h5ad-safe keys, and uns[key]["regions"] keeps the names."""
     adata = f1_before.copy()
     adata.obs["region"] = adata.obs["pathology"].astype(str).str.replace(" ", "/")
     instruction = model.instructions["region_to_text"][0]
@@ -496,7 +496,7 @@ def test_explain_several_sections_raise(f1_before, model):
 
 
 def test_explain_one_section_of_several_libraries(f1_before, model):
-    """A subset of one section keeps every library in uns["spatial"]; obs["library_id"] shows it is one section."""
+    """A subset of one section keeps every library in uns["spatial"], but obs["library_id"] shows one section."""
     adata = f1_before.copy()
     adata.obs["library_id"] = "F1"
     adata.uns["spatial"] = {"F1": {}, "F2": {}}
